@@ -1,0 +1,393 @@
+//! The engine's configuration: window sizes, detector thresholds and memory bounds.
+//!
+//! Every default lives in the `Default` impls here; `validate` reports every cross-field
+//! error at once so a user fixes a file in one pass.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How many fine buckets a video keeps (the short-window ring). Fixed so that a tracked
+/// video has a fixed, small size; `validate` checks the windows fit.
+pub const FINE_SLOTS: usize = 16;
+/// How many coarse slots a video keeps (the trending-window ring).
+pub const COARSE_SLOTS: usize = 18;
+/// The most alert tiers a detector may configure.
+pub const MAX_TIERS: usize = 8;
+
+/// Everything the pure engine needs to decide.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Windows, watermark and idleness.
+    pub windows: WindowConfig,
+    /// The viral-velocity detector.
+    pub velocity: VelocityConfig,
+    /// The per-video trending detector.
+    pub trending: TrendingConfig,
+    /// Memory bounds.
+    pub capacity: CapacityConfig,
+}
+
+/// Bucket and window sizes, lateness and idleness.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowConfig {
+    /// Width of a fine time bucket.
+    #[serde(with = "humantime_serde")]
+    pub bucket: Duration,
+    /// The short sliding window viral velocity is measured on (a multiple of `bucket`).
+    #[serde(with = "humantime_serde")]
+    pub velocity_window: Duration,
+    /// Width of a coarse slot of the trending window (a multiple of `bucket`).
+    #[serde(with = "humantime_serde")]
+    pub trending_slot: Duration,
+    /// The sliding window trending is measured on (a multiple of `trending_slot`).
+    #[serde(with = "humantime_serde")]
+    pub trending_window: Duration,
+    /// Allowed lateness: the watermark trails the newest event time by this much, and events
+    /// older than the watermark are late.
+    #[serde(with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    /// Wall-clock silence after which an idle partition's watermark starts advancing with the
+    /// wall clock.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// How far behind the newest event time re-delivered event ids are still recognised as
+    /// duplicates (at least `allowed_lateness`; anything older is late anyway).
+    #[serde(with = "humantime_serde")]
+    pub dedup_horizon: Duration,
+}
+
+/// Viral velocity: net likes over the short window against the video's own baseline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VelocityConfig {
+    /// Half-life of the EWMA baseline of likes per window.
+    #[serde(with = "humantime_serde")]
+    pub baseline_half_life: Duration,
+    /// z-score needed to fire (and to escalate).
+    pub z_fire: f64,
+    /// z-score below which the episode counts as calming down (hysteresis: below `z_fire`).
+    pub z_clear: f64,
+    /// Smallest denominator of the z-score, so a video with no history cannot spike on noise.
+    pub sigma_floor: f64,
+    /// Least net likes in the window needed to fire.
+    pub min_count: u32,
+    /// Least growth over the previous window (`count / max(previous, 1)`) needed to fire.
+    pub min_growth: f64,
+    /// Ratios to baseline (`count / max(baseline, 1)`) of each tier, ascending. Firing needs
+    /// the first; reaching a later one escalates the episode.
+    pub tiers: Vec<f64>,
+    /// Consecutive calm evaluations (one per bucket) that end an episode.
+    pub clear_after: u32,
+    /// After an episode ends, the video cannot start a new one for this long.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+}
+
+/// Trending: weighted engagement over the trending window above threshold and baseline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrendingConfig {
+    /// Weight of each kind in the engagement score (integers keep the score exact).
+    pub weights: KindWeights,
+    /// Scores of each tier, ascending; firing needs the first.
+    pub tiers: Vec<f64>,
+    /// The score must also be at least this multiple of the video's own baseline.
+    pub min_ratio: f64,
+    /// Half-life of the EWMA baseline of the windowed score.
+    #[serde(with = "humantime_serde")]
+    pub baseline_half_life: Duration,
+    /// An episode calms when the score drops below this fraction of the first tier.
+    pub clear_fraction: f64,
+    /// Consecutive calm evaluations (one per trending slot) that end an episode.
+    pub clear_after: u32,
+    /// After an episode ends, the video cannot start a new one for this long.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+}
+
+/// Integer weight of each event kind in the trending score. An unlike subtracts a like.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KindWeights {
+    /// Weight of a view.
+    pub view: u32,
+    /// Weight of a like (an unlike subtracts it).
+    pub like: u32,
+    /// Weight of a share.
+    pub share: u32,
+    /// Weight of a comment.
+    pub comment: u32,
+}
+
+/// Memory bounds of one partition's state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CapacityConfig {
+    /// Most videos tracked at once; beyond it a newcomer is admitted only if its sketched
+    /// recent engagement beats a sampled tracked video's.
+    pub max_videos: u32,
+    /// A video with no events for this long (event time) and no open episode is forgotten.
+    #[serde(with = "humantime_serde")]
+    pub video_ttl: Duration,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        Self {
+            bucket: Duration::from_secs(10),
+            velocity_window: Duration::from_secs(60),
+            trending_slot: Duration::from_secs(60),
+            trending_window: Duration::from_secs(15 * 60),
+            allowed_lateness: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            dedup_horizon: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for VelocityConfig {
+    fn default() -> Self {
+        Self {
+            baseline_half_life: Duration::from_secs(30 * 60),
+            z_fire: 6.0,
+            z_clear: 2.0,
+            sigma_floor: 1.0,
+            min_count: 20,
+            min_growth: 1.5,
+            tiers: vec![5.0, 20.0, 100.0],
+            clear_after: 6,
+            cooldown: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+impl Default for TrendingConfig {
+    fn default() -> Self {
+        Self {
+            weights: KindWeights::default(),
+            tiers: vec![2_000.0, 10_000.0, 50_000.0],
+            min_ratio: 2.0,
+            baseline_half_life: Duration::from_secs(3 * 60 * 60),
+            clear_fraction: 0.7,
+            clear_after: 3,
+            cooldown: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl Default for KindWeights {
+    fn default() -> Self {
+        Self {
+            view: 1,
+            like: 10,
+            share: 20,
+            comment: 15,
+        }
+    }
+}
+
+impl Default for CapacityConfig {
+    fn default() -> Self {
+        Self {
+            max_videos: 1_000_000,
+            video_ttl: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            windows: WindowConfig::default(),
+            velocity: VelocityConfig::default(),
+            trending: TrendingConfig::default(),
+            capacity: CapacityConfig::default(),
+        }
+    }
+}
+
+fn ms(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+fn check_tiers(errors: &mut Vec<String>, name: &str, tiers: &[f64]) {
+    if tiers.is_empty() || tiers.len() > MAX_TIERS {
+        errors.push(format!("{name}: needs 1 to {MAX_TIERS} tiers, has {}", tiers.len()));
+    }
+    if tiers.iter().any(|t| !t.is_finite() || *t <= 0.0) {
+        errors.push(format!("{name}: every tier must be a positive number"));
+    }
+    if tiers.windows(2).any(|w| w[0] >= w[1]) {
+        errors.push(format!("{name}: tiers must be strictly ascending"));
+    }
+}
+
+impl EngineConfig {
+    /// Checks every field and every relation between fields, returning all problems at once
+    /// (each message names the offending key).
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        let w = &self.windows;
+        let bucket = ms(w.bucket);
+        if bucket < 1_000 || bucket % 1_000 != 0 {
+            errors.push(format!(
+                "engine.windows.bucket: must be a whole number of seconds, at least 1s (is {}ms)",
+                bucket
+            ));
+        }
+        for (name, d) in [
+            ("engine.windows.velocity_window", w.velocity_window),
+            ("engine.windows.trending_slot", w.trending_slot),
+        ] {
+            if bucket > 0 && (ms(d) == 0 || ms(d) % bucket != 0) {
+                errors.push(format!(
+                    "{name}: must be a positive multiple of engine.windows.bucket ({}ms), is {}ms",
+                    bucket,
+                    ms(d)
+                ));
+            }
+        }
+        let slot = ms(w.trending_slot);
+        if slot > 0 && (ms(w.trending_window) == 0 || ms(w.trending_window) % slot != 0) {
+            errors.push(format!(
+                "engine.windows.trending_window: must be a positive multiple of engine.windows.trending_slot ({}ms), is {}ms",
+                slot,
+                ms(w.trending_window)
+            ));
+        }
+        let lateness = ms(w.allowed_lateness);
+        if bucket > 0 && ms(w.velocity_window) % bucket == 0 {
+            // The ring must hold the current and previous velocity windows plus every bucket
+            // that can still receive events (up to the lateness past the watermark).
+            let need = 2 * (ms(w.velocity_window) / bucket) + lateness.div_ceil(bucket) + 1;
+            if need > FINE_SLOTS as u128 {
+                errors.push(format!(
+                    "engine.windows.velocity_window: two velocity windows plus allowed_lateness need {need} buckets, more than the {FINE_SLOTS} a video keeps; use a longer bucket or shorter windows"
+                ));
+            }
+        }
+        if slot > 0 && ms(w.trending_window) % slot == 0 {
+            let need = ms(w.trending_window) / slot + lateness.div_ceil(slot) + 1;
+            if need > COARSE_SLOTS as u128 {
+                errors.push(format!(
+                    "engine.windows.trending_window: the window plus allowed_lateness need {need} trending slots, more than the {COARSE_SLOTS} a video keeps; use a longer trending_slot"
+                ));
+            }
+        }
+        if w.dedup_horizon < w.allowed_lateness {
+            errors.push(
+                "engine.windows.dedup_horizon: must be at least engine.windows.allowed_lateness"
+                    .to_string(),
+            );
+        }
+        if w.idle_timeout.is_zero() {
+            errors.push("engine.windows.idle_timeout: must be positive".to_string());
+        }
+
+        let v = &self.velocity;
+        if v.baseline_half_life < w.velocity_window {
+            errors.push(
+                "engine.velocity.baseline_half_life: must be at least the velocity window"
+                    .to_string(),
+            );
+        }
+        if !(v.z_fire.is_finite() && v.z_clear.is_finite() && v.z_clear < v.z_fire) {
+            errors.push(
+                "engine.velocity.z_clear: must be below engine.velocity.z_fire (hysteresis)"
+                    .to_string(),
+            );
+        }
+        if !(v.sigma_floor.is_finite() && v.sigma_floor > 0.0) {
+            errors.push("engine.velocity.sigma_floor: must be positive".to_string());
+        }
+        if v.min_count == 0 {
+            errors.push("engine.velocity.min_count: must be at least 1".to_string());
+        }
+        if !(v.min_growth.is_finite() && v.min_growth >= 1.0) {
+            errors.push("engine.velocity.min_growth: must be at least 1".to_string());
+        }
+        check_tiers(&mut errors, "engine.velocity.tiers", &v.tiers);
+        if v.clear_after == 0 || v.clear_after > 255 {
+            errors.push("engine.velocity.clear_after: must be 1 to 255".to_string());
+        }
+
+        let t = &self.trending;
+        check_tiers(&mut errors, "engine.trending.tiers", &t.tiers);
+        if !(t.min_ratio.is_finite() && t.min_ratio >= 1.0) {
+            errors.push("engine.trending.min_ratio: must be at least 1".to_string());
+        }
+        if t.baseline_half_life < w.trending_window {
+            errors.push(
+                "engine.trending.baseline_half_life: must be at least the trending window"
+                    .to_string(),
+            );
+        }
+        if !(t.clear_fraction > 0.0 && t.clear_fraction < 1.0) {
+            errors.push(
+                "engine.trending.clear_fraction: must be between 0 and 1 (hysteresis)".to_string(),
+            );
+        }
+        if t.clear_after == 0 || t.clear_after > 255 {
+            errors.push("engine.trending.clear_after: must be 1 to 255".to_string());
+        }
+        let wt = &t.weights;
+        if wt.view.max(wt.like).max(wt.share).max(wt.comment) > 1_000_000 {
+            errors.push("engine.trending.weights: each weight must be at most 1000000".to_string());
+        }
+        if wt.view + wt.like + wt.share + wt.comment == 0 {
+            errors.push("engine.trending.weights: at least one weight must be positive".to_string());
+        }
+
+        let c = &self.capacity;
+        if c.max_videos < 16 {
+            errors.push("engine.capacity.max_videos: must be at least 16".to_string());
+        }
+        if c.video_ttl < w.trending_window {
+            errors.push(
+                "engine.capacity.video_ttl: must be at least the trending window".to_string(),
+            );
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(EngineConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once() {
+        let mut c = EngineConfig::default();
+        c.windows.velocity_window = Duration::from_secs(65);
+        c.velocity.z_clear = 9.0;
+        c.velocity.tiers = vec![5.0, 3.0];
+        c.capacity.max_videos = 1;
+        let errors = c.validate().unwrap_err();
+        assert_eq!(errors.len(), 4, "{errors:#?}");
+        assert!(errors[0].starts_with("engine.windows.velocity_window"));
+    }
+
+    #[test]
+    fn windows_that_do_not_fit_the_ring_are_refused() {
+        let mut c = EngineConfig::default();
+        c.windows.velocity_window = Duration::from_secs(120);
+        let errors = c.validate().unwrap_err();
+        assert!(errors.iter().any(|e| e.contains("buckets")), "{errors:#?}");
+    }
+
+    #[test]
+    fn durations_are_human() {
+        let c: EngineConfig =
+            toml::from_str("[windows]\nbucket = \"5s\"\nvelocity_window = \"30s\"\n").unwrap();
+        assert_eq!(c.windows.bucket, Duration::from_secs(5));
+        assert!(toml::from_str::<EngineConfig>("[windows]\nbukket = \"5s\"\n").is_err());
+    }
+}
