@@ -1,1 +1,3 @@
-//! Placeholder until this crate lands.
+//! The trendwatch load generator (being written).
+
+pub mod truth;
