@@ -84,6 +84,10 @@ pub struct VelocityConfig {
     /// After an episode ends, the video cannot start a new one for this long.
     #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
+    /// For this long after a partition's first event nothing fires: every video is new to
+    /// the engine then, and baselines learn as running means.
+    #[serde(with = "humantime_serde")]
+    pub warmup: Duration,
 }
 
 /// Trending: weighted engagement over the trending window above threshold and baseline.
@@ -106,6 +110,9 @@ pub struct TrendingConfig {
     /// After an episode ends, the video cannot start a new one for this long.
     #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
+    /// For this long after a partition's first event nothing trends (baselines learn).
+    #[serde(with = "humantime_serde")]
+    pub warmup: Duration,
 }
 
 /// Integer weight of each event kind in the trending score. An unlike subtracts a like.
@@ -160,6 +167,7 @@ impl Default for VelocityConfig {
             tiers: vec![5.0, 20.0, 100.0],
             clear_after: 6,
             cooldown: Duration::from_secs(10 * 60),
+            warmup: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -174,6 +182,7 @@ impl Default for TrendingConfig {
             clear_fraction: 0.7,
             clear_after: 3,
             cooldown: Duration::from_secs(15 * 60),
+            warmup: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -215,7 +224,10 @@ fn ms(d: Duration) -> u128 {
 
 fn check_tiers(errors: &mut Vec<String>, name: &str, tiers: &[f64]) {
     if tiers.is_empty() || tiers.len() > MAX_TIERS {
-        errors.push(format!("{name}: needs 1 to {MAX_TIERS} tiers, has {}", tiers.len()));
+        errors.push(format!(
+            "{name}: needs 1 to {MAX_TIERS} tiers, has {}",
+            tiers.len()
+        ));
     }
     if tiers.iter().any(|t| !t.is_finite() || *t <= 0.0) {
         errors.push(format!("{name}: every tier must be a positive number"));
@@ -338,7 +350,8 @@ impl EngineConfig {
             errors.push("engine.trending.weights: each weight must be at most 1000000".to_string());
         }
         if wt.view + wt.like + wt.share + wt.comment == 0 {
-            errors.push("engine.trending.weights: at least one weight must be positive".to_string());
+            errors
+                .push("engine.trending.weights: at least one weight must be positive".to_string());
         }
 
         let c = &self.capacity;
@@ -350,7 +363,11 @@ impl EngineConfig {
                 "engine.capacity.video_ttl: must be at least the trending window".to_string(),
             );
         }
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 }
 

@@ -94,7 +94,10 @@ impl AlertType {
 
     /// True for the `*_ENDED` types.
     pub fn is_end(self) -> bool {
-        matches!(self, AlertType::TrendingEnded | AlertType::ViralVelocityEnded)
+        matches!(
+            self,
+            AlertType::TrendingEnded | AlertType::ViralVelocityEnded
+        )
     }
 }
 

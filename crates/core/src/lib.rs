@@ -7,9 +7,26 @@
 //!
 //! - [`event`]: the engine's view of an event ([`EventRef`]) and of an [`Alert`].
 //! - [`config`]: window sizes, thresholds and memory bounds, validated in one pass.
+//! - [`PartitionState`]: one partition's windows, watermark, de-duplication, admission and
+//!   detectors; fed events in offset order, it returns a [`Verdict`] per event and alerts.
+//!   Its module docs define the time model and what determinism means with wall-clock ticks.
+//!
+//! Inside, `video` holds a tracked video's fixed-size rings and baselines, `detect` the
+//! viral-velocity and trending detectors with their shared alert lifecycle, `dedup` the
+//! event-id horizon and `sketch` the Count-Min sketch that decides admission under the cap.
 
 pub mod config;
+mod dedup;
+mod detect;
+mod error;
 pub mod event;
+mod hash;
+mod partition;
+mod sketch;
+mod video;
 
 pub use config::EngineConfig;
+pub use error::{CoreError, Result};
 pub use event::{Alert, AlertType, EventKind, EventRef};
+pub use hash::key_hash;
+pub use partition::{PartitionState, PartitionStats, Verdict, VideoCounts};

@@ -1,0 +1,686 @@
+//! [`PartitionState`]: everything the engine keeps for one Kafka partition, fed events in
+//! offset order and wall-clock ticks, returning verdicts and alerts.
+//!
+//! ## Time
+//!
+//! The watermark is the newest event time seen minus the allowed lateness; an event older
+//! than the watermark is late. A fine bucket closes when the watermark passes its end: the
+//! velocity detector then scores every watched video on the window ending with that bucket.
+//! A coarse slot closes likewise and the trending detector runs. Decisions are stamped with
+//! the watermark at which they were made (`detected_at`).
+//!
+//! ## Determinism
+//!
+//! Events are applied one at a time and every bucket close happens inside the call of the
+//! event that moved the watermark, so the same events in the same order give the same
+//! verdicts and alerts however they are batched. Wall-clock ticks ([`PartitionState::tick`])
+//! change nothing until the partition has received no event for `idle_timeout` of wall time
+//! (measured from the first tick after the last event); only then does the watermark
+//! advance, at wall-clock speed, so windows close and episodes end on a quiet partition.
+//! Such an advance is an input like an event: it is part of the state, it is checkpointed,
+//! and an event older than the advanced watermark is late. A replay (no ticks) therefore
+//! equals a live run in which no partition went idle for longer than `idle_timeout`.
+
+use std::mem;
+
+use hashbrown::HashTable;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{EngineConfig, FINE_SLOTS};
+use crate::dedup::{DedupSnapshot, EventDedup};
+use crate::detect::{Detectors, Geometry};
+use crate::error::{CoreError, Result};
+use crate::event::{Alert, EventKind, EventRef};
+use crate::hash::key_hash;
+use crate::sketch::EngagementSketch;
+use crate::video::{VideoState, bump, coarse_index, fine_index};
+
+/// What happened to one applied event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Counted into the video's windows.
+    Counted,
+    /// A re-delivery of an event id already counted; dropped.
+    Duplicate,
+    /// Older than the watermark; not counted. The caller routes it (metric, late topic).
+    Late,
+    /// The video is not tracked (the cap is reached and the newcomer did not out-score a
+    /// tracked video); its engagement went into the admission sketch only.
+    Untracked,
+}
+
+/// Running tallies of one partition, for metrics and reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionStats {
+    /// Events counted, by [`EventKind::index`].
+    pub counted: [u64; 5],
+    /// Re-deliveries dropped.
+    pub duplicates: u64,
+    /// Events older than the watermark.
+    pub late: u64,
+    /// Events of videos not admitted under the cap.
+    pub untracked: u64,
+    /// Tracked videos evicted to admit a hotter one.
+    pub evicted: u64,
+    /// Tracked videos forgotten after `video_ttl` without events.
+    pub expired: u64,
+    /// Alerts emitted, by type (in [`AlertType`] declaration order).
+    pub alerts: [u64; 4],
+}
+
+/// The totals and current windows of one tracked video.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VideoCounts {
+    /// Events counted per kind since the video was first tracked, by [`EventKind::index`].
+    pub totals: [u32; 5],
+    /// Net likes in the velocity window ending with the last closed bucket.
+    pub window_likes: i64,
+    /// Weighted score in the trending window ending with the last closed slot.
+    pub window_score: i64,
+}
+
+const SNAPSHOT_MAGIC: &[u8; 4] = b"TWPS";
+const SNAPSHOT_VERSION: u16 = 1;
+/// Victims sampled per admission decision once the cap is reached.
+const EVICTION_SAMPLES: usize = 8;
+
+/// All state of one partition. See the module docs for the time model and determinism.
+pub struct PartitionState {
+    geo: Geometry,
+    detectors: Detectors,
+    max_videos: usize,
+    /// Slab of tracked videos; `None` is a free slot.
+    videos: Vec<Option<VideoState>>,
+    free: Vec<u32>,
+    index: HashTable<u32>,
+    /// Slots whose video the velocity detector scores at every bucket close.
+    velocity_watch: Vec<u32>,
+    /// Slots whose video the trending detector scores at every slot close.
+    trending_watch: Vec<u32>,
+    /// Per slot: bit 0 = in `velocity_watch`, bit 1 = in `trending_watch`. Kept with the
+    /// slot, not the video, so a reused slot never sits in a list twice.
+    watch_flags: Vec<u8>,
+    dedup: EventDedup,
+    sketch: Option<EngagementSketch>,
+    clock: Clock,
+    stats: PartitionStats,
+}
+
+/// The partition's notion of time.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Clock {
+    /// Event time of the first event: warm-up is measured from here.
+    started_at: i64,
+    max_event_time: Option<i64>,
+    watermark: i64,
+    /// First fine bucket not yet closed.
+    next_bucket: i64,
+    /// First coarse slot not yet closed.
+    next_slot: i64,
+    last_sweep_slot: i64,
+    slots_since_age: i64,
+    /// Wall time of the first tick after the last event.
+    idle_since: Option<i64>,
+    events_since_tick: bool,
+    /// xorshift state for sampling eviction victims (deterministic).
+    rng: u64,
+}
+
+const VELOCITY_FLAG: u8 = 1;
+const TRENDING_FLAG: u8 = 2;
+
+impl PartitionState {
+    /// An empty partition. Fails if the configuration does not validate.
+    pub fn new(config: EngineConfig) -> Result<Self> {
+        config.validate().map_err(CoreError::InvalidConfig)?;
+        let geo = Geometry::new(&config);
+        Ok(Self {
+            dedup: EventDedup::new(geo.dedup_horizon_ms),
+            detectors: Detectors::new(&config, &geo),
+            geo,
+            max_videos: config.capacity.max_videos as usize,
+            videos: Vec::new(),
+            free: Vec::new(),
+            index: HashTable::new(),
+            velocity_watch: Vec::new(),
+            trending_watch: Vec::new(),
+            watch_flags: Vec::new(),
+            sketch: None,
+            clock: Clock {
+                started_at: 0,
+                max_event_time: None,
+                watermark: i64::MIN,
+                next_bucket: 0,
+                next_slot: 0,
+                last_sweep_slot: 0,
+                slots_since_age: 0,
+                idle_since: None,
+                events_since_tick: false,
+                rng: 0x9E37_79B9_7F4A_7C15,
+            },
+            stats: PartitionStats::default(),
+        })
+    }
+
+    /// Applies one event (in offset order), appending any alerts its watermark move caused.
+    pub fn apply(&mut self, event: &EventRef<'_>, out: &mut Vec<Alert>) -> Verdict {
+        let t = event.event_time;
+        self.clock.events_since_tick = true;
+        match self.clock.max_event_time {
+            None => self.start_clock(t),
+            Some(max) if t > max => {
+                self.clock.max_event_time = Some(t);
+                let wm = t.saturating_sub(self.geo.lateness_ms);
+                if wm > self.clock.watermark {
+                    self.advance_to(wm, out);
+                }
+            }
+            Some(_) => {}
+        }
+        if t < self.clock.watermark {
+            self.stats.late += 1;
+            return Verdict::Late;
+        }
+        if !self.dedup.insert(key_hash(event.event_id), t) {
+            self.stats.duplicates += 1;
+            return Verdict::Duplicate;
+        }
+        let video_hash = key_hash(event.video_id);
+        let bucket = t.div_euclid(self.geo.bucket_ms);
+        let idx = match self.lookup(video_hash, event.video_id) {
+            Some(i) => i,
+            None => match self.admit(video_hash, event, bucket) {
+                Some(i) => i,
+                None => {
+                    self.stats.untracked += 1;
+                    return Verdict::Untracked;
+                }
+            },
+        };
+        self.count(idx as usize, event.kind, bucket);
+        self.stats.counted[event.kind.index()] += 1;
+        Verdict::Counted
+    }
+
+    /// Tells the partition the wall clock reads `wall_now_ms`. Does nothing unless the
+    /// partition has been silent for `idle_timeout`; then the watermark advances with the
+    /// wall clock (see the module docs), closing windows and ending episodes.
+    pub fn tick(&mut self, wall_now_ms: i64, out: &mut Vec<Alert>) {
+        if self.clock.events_since_tick || self.clock.idle_since.is_none() {
+            self.clock.idle_since = Some(wall_now_ms);
+            self.clock.events_since_tick = false;
+            return;
+        }
+        let (Some(max), Some(since)) = (self.clock.max_event_time, self.clock.idle_since) else {
+            return;
+        };
+        let silent = wall_now_ms.saturating_sub(since);
+        if silent <= self.geo.idle_timeout_ms {
+            return;
+        }
+        let target = max
+            .saturating_sub(self.geo.lateness_ms)
+            .saturating_add(silent - self.geo.idle_timeout_ms);
+        if target > self.clock.watermark {
+            self.advance_to(target, out);
+        }
+    }
+
+    /// End of input: advances the watermark, a bucket at a time, far enough that every
+    /// window closes and every open episode ends. Used by replay and backtests.
+    pub fn finish(&mut self, out: &mut Vec<Alert>) {
+        if self.clock.max_event_time.is_none() {
+            return;
+        }
+        let target = self
+            .clock
+            .watermark
+            .saturating_add(self.detectors.drain_span_ms(&self.geo));
+        while self.clock.watermark < target {
+            let next = self
+                .clock
+                .watermark
+                .saturating_add(self.geo.bucket_ms)
+                .min(target);
+            self.advance_to(next, out);
+        }
+    }
+
+    /// The current watermark, once an event has been seen.
+    pub fn watermark(&self) -> Option<i64> {
+        self.clock.max_event_time.map(|_| self.clock.watermark)
+    }
+
+    /// Running tallies.
+    pub fn stats(&self) -> &PartitionStats {
+        &self.stats
+    }
+
+    /// Videos tracked now.
+    pub fn tracked_videos(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Bytes of memory the state holds: video slab, ids on the heap, index, watch lists,
+    /// de-duplication sets and admission sketch.
+    pub fn memory_bytes(&self) -> usize {
+        let slab = self.videos.capacity() * mem::size_of::<Option<VideoState>>();
+        let heap: usize = self
+            .videos
+            .iter()
+            .flatten()
+            .map(VideoState::heap_bytes)
+            .sum();
+        let index = self.index.capacity() * (mem::size_of::<u32>() + 1);
+        let lists = (self.free.capacity()
+            + self.velocity_watch.capacity()
+            + self.trending_watch.capacity())
+            * mem::size_of::<u32>()
+            + self.watch_flags.capacity();
+        let sketch = self
+            .sketch
+            .as_ref()
+            .map_or(0, EngagementSketch::memory_bytes);
+        mem::size_of::<Self>() + slab + heap + index + lists + self.dedup.memory_bytes() + sketch
+    }
+
+    /// Event ids currently remembered for de-duplication.
+    pub fn dedup_entries(&self) -> usize {
+        self.dedup.len()
+    }
+
+    /// Counts and current windows of one video, if tracked.
+    pub fn video_counts(&self, video_id: &str) -> Option<VideoCounts> {
+        let idx = self.lookup(key_hash(video_id), video_id)? as usize;
+        let v = self.videos[idx].as_ref()?;
+        Some(VideoCounts {
+            totals: v.totals,
+            window_likes: v.likes_window(self.clock.next_bucket - 1, self.geo.velocity_buckets),
+            window_score: v.score_window(
+                self.clock.next_slot - 1,
+                self.geo.trending_slots,
+                self.geo.slot_buckets,
+            ),
+        })
+    }
+
+    /// Every tracked video's id and per-kind totals, sorted by id.
+    pub fn video_totals(&self) -> Vec<(String, [u32; 5])> {
+        let mut all: Vec<_> = self
+            .videos
+            .iter()
+            .flatten()
+            .map(|v| (v.video_id.to_string(), v.totals))
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
+    fn start_clock(&mut self, t: i64) {
+        let wm = t.saturating_sub(self.geo.lateness_ms);
+        let c = &mut self.clock;
+        c.started_at = t;
+        c.max_event_time = Some(t);
+        c.watermark = wm;
+        c.next_bucket = wm.div_euclid(self.geo.bucket_ms);
+        c.next_slot = wm.div_euclid(self.geo.slot_ms);
+        c.last_sweep_slot = c.next_slot;
+    }
+
+    fn lookup(&self, hash: u64, video_id: &str) -> Option<u32> {
+        let videos = &self.videos;
+        self.index
+            .find(hash, |&i| {
+                videos[i as usize]
+                    .as_ref()
+                    .is_some_and(|v| v.video_id == video_id)
+            })
+            .copied()
+    }
+
+    /// Starts tracking the event's video if there is room, or if it out-scores a sampled
+    /// tracked video (which is then evicted).
+    fn admit(&mut self, hash: u64, event: &EventRef<'_>, bucket: i64) -> Option<u32> {
+        let fresh = VideoState::new(event.video_id, event.creator_id, bucket, event.event_time);
+        let through_bucket = self.clock.next_bucket - 1;
+        let through_slot = self.clock.next_slot - 1;
+        let mut fresh = fresh;
+        fresh.velocity_baseline.through = through_bucket;
+        fresh.trending_baseline.through = through_slot;
+        if self.index.len() < self.max_videos {
+            let idx = match self.free.pop() {
+                Some(i) => {
+                    self.videos[i as usize] = Some(fresh);
+                    i
+                }
+                None => {
+                    self.videos.push(Some(fresh));
+                    self.watch_flags.push(0);
+                    (self.videos.len() - 1) as u32
+                }
+            };
+            self.insert_index(hash, idx);
+            return Some(idx);
+        }
+        let weight = self.detectors.weight(event.kind).unsigned_abs().max(1);
+        let estimate = self
+            .sketch
+            .get_or_insert_with(|| EngagementSketch::new(self.max_videos))
+            .add(hash, weight);
+        let mut victim: Option<(i64, u32)> = None;
+        for _ in 0..EVICTION_SAMPLES {
+            let i = (self.next_random() % self.videos.len() as u64) as u32;
+            if let Some(v) = &self.videos[i as usize] {
+                if v.has_open_episode() {
+                    continue;
+                }
+                let activity = v.activity();
+                if victim.is_none_or(|(a, _)| activity < a) {
+                    victim = Some((activity, i));
+                }
+            }
+        }
+        let (activity, idx) = victim?;
+        if i64::from(estimate) <= activity {
+            return None;
+        }
+        self.remove_video(idx);
+        self.stats.evicted += 1;
+        self.videos[idx as usize] = Some(fresh);
+        self.insert_index(hash, idx);
+        Some(idx)
+    }
+
+    fn insert_index(&mut self, hash: u64, idx: u32) {
+        let videos = &self.videos;
+        self.index.insert_unique(hash, idx, |&i| {
+            videos[i as usize]
+                .as_ref()
+                .map_or(0, |v| key_hash(&v.video_id))
+        });
+    }
+
+    /// Forgets the video in slot `idx` (the slot stays allocated; the caller reuses or
+    /// frees it).
+    fn remove_video(&mut self, idx: u32) {
+        if let Some(v) = self.videos[idx as usize].take() {
+            let hash = key_hash(&v.video_id);
+            if let Ok(entry) = self.index.find_entry(hash, |&i| i == idx) {
+                entry.remove();
+            }
+        }
+    }
+
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.clock.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.clock.rng = x;
+        x
+    }
+
+    /// Adds one counted event to its video's rings and watches the video if it may fire.
+    fn count(&mut self, idx: usize, kind: EventKind, bucket: i64) {
+        let geo = &self.geo;
+        let Some(v) = self.videos[idx].as_mut() else {
+            return;
+        };
+        // Bring the baselines up to the last closed bucket and slot before the rings move,
+        // so nothing a baseline still needs falls out of them.
+        let started = self.clock.started_at;
+        self.detectors
+            .catch_up_velocity(v, self.clock.next_bucket - 1, started, geo);
+        self.detectors
+            .catch_up_trending(v, self.clock.next_slot - 1, started, geo);
+        v.advance_head(bucket, geo.slot_buckets);
+        let k = kind.index();
+        v.totals[k] = v.totals[k].saturating_add(1);
+        let like_delta = match kind {
+            EventKind::Like => 1,
+            EventKind::Unlike => -1,
+            _ => 0,
+        };
+        if like_delta != 0 {
+            bump(&mut v.likes[fine_index(bucket)], like_delta);
+        }
+        let weight = self.detectors.weight(kind);
+        if weight != 0 {
+            let slot = bucket.div_euclid(geo.slot_buckets);
+            bump(&mut v.score[coarse_index(slot)], weight);
+        }
+        let flags = &mut self.watch_flags[idx];
+        if *flags & VELOCITY_FLAG == 0
+            && like_delta > 0
+            && self.detectors.velocity_worth_watching(v)
+        {
+            *flags |= VELOCITY_FLAG;
+            self.velocity_watch.push(idx as u32);
+        }
+        if *flags & TRENDING_FLAG == 0 && weight > 0 && self.detectors.trending_worth_watching(v) {
+            *flags |= TRENDING_FLAG;
+            self.trending_watch.push(idx as u32);
+        }
+    }
+
+    /// Moves the watermark to `wm`, closing every bucket and slot that ends at or before it.
+    fn advance_to(&mut self, wm: i64, out: &mut Vec<Alert>) {
+        self.clock.watermark = wm;
+        let b = self.geo.bucket_ms;
+        let sb = self.geo.slot_buckets;
+        loop {
+            let c = &mut self.clock;
+            let bucket_end = (c.next_bucket + 1) * b;
+            let slot_end = (c.next_slot + 1) * self.geo.slot_ms;
+            if bucket_end <= wm && bucket_end <= slot_end {
+                if self.velocity_watch.is_empty() {
+                    // Nothing can fire: skip to the end of the current slot (or the watermark).
+                    c.next_bucket = wm
+                        .div_euclid(b)
+                        .min((c.next_slot + 1) * sb)
+                        .max(c.next_bucket + 1);
+                } else {
+                    let closing = c.next_bucket;
+                    c.next_bucket += 1;
+                    self.close_bucket(closing, out);
+                }
+            } else if slot_end <= wm {
+                let closing = c.next_slot;
+                c.next_slot += 1;
+                self.close_slot(closing, out);
+            } else {
+                break;
+            }
+        }
+        self.dedup.expire(wm);
+    }
+
+    fn close_bucket(&mut self, bucket: i64, out: &mut Vec<Alert>) {
+        let mut watch = mem::take(&mut self.velocity_watch);
+        let clock = (self.clock.started_at, self.clock.watermark);
+        watch.retain(|&i| {
+            let keep = match self.videos[i as usize].as_mut() {
+                Some(v) => self.detectors.score_velocity(
+                    v,
+                    bucket,
+                    clock,
+                    &self.geo,
+                    out,
+                    &mut self.stats.alerts,
+                ),
+                None => false,
+            };
+            if !keep {
+                self.watch_flags[i as usize] &= !VELOCITY_FLAG;
+            }
+            keep
+        });
+        self.velocity_watch = watch;
+    }
+
+    fn close_slot(&mut self, slot: i64, out: &mut Vec<Alert>) {
+        let mut watch = mem::take(&mut self.trending_watch);
+        let clock = (self.clock.started_at, self.clock.watermark);
+        watch.retain(|&i| {
+            let keep = match self.videos[i as usize].as_mut() {
+                Some(v) => self.detectors.score_trending(
+                    v,
+                    slot,
+                    clock,
+                    &self.geo,
+                    out,
+                    &mut self.stats.alerts,
+                ),
+                None => false,
+            };
+            if !keep {
+                self.watch_flags[i as usize] &= !TRENDING_FLAG;
+            }
+            keep
+        });
+        self.trending_watch = watch;
+
+        self.clock.slots_since_age += 1;
+        if self.clock.slots_since_age >= self.geo.trending_slots {
+            self.clock.slots_since_age = 0;
+            if let Some(s) = self.sketch.as_mut() {
+                s.age();
+            }
+        }
+        if slot - self.clock.last_sweep_slot >= self.geo.sweep_every_slots {
+            self.clock.last_sweep_slot = slot;
+            self.expire_idle_videos();
+        }
+    }
+
+    /// Forgets videos with no event for `video_ttl` and no open episode.
+    fn expire_idle_videos(&mut self) {
+        let horizon = self.clock.watermark.saturating_sub(self.geo.ttl_ms);
+        for idx in 0..self.videos.len() {
+            let idle = self.videos[idx].as_ref().is_some_and(|v| {
+                (v.head + 1) * self.geo.bucket_ms <= horizon && !v.has_open_episode()
+            });
+            if idle {
+                self.remove_video(idx as u32);
+                self.free.push(idx as u32);
+                self.stats.expired += 1;
+            }
+        }
+    }
+
+    /// Serializes the whole state: a magic, a version, then the state. Restoring the bytes
+    /// with [`PartitionState::from_bytes`] gives a state that behaves identically.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let snap = SnapshotRef {
+            geometry: self.geo.fingerprint(),
+            max_videos: self.max_videos as u64,
+            videos: &self.videos,
+            free: &self.free,
+            velocity_watch: &self.velocity_watch,
+            trending_watch: &self.trending_watch,
+            watch_flags: &self.watch_flags,
+            dedup: self.dedup.snapshot(),
+            sketch: self.sketch.as_ref(),
+            clock: &self.clock,
+            stats: &self.stats,
+        };
+        let mut out = Vec::with_capacity(64 + self.videos.len() * 200);
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        // Serializing plain data into a Vec cannot fail; keep the header-only bytes if it did,
+        // which from_bytes then refuses loudly rather than restoring something partial.
+        if let Ok(body) = postcard::to_allocvec(&snap) {
+            out.extend_from_slice(&body);
+        }
+        out
+    }
+
+    /// Restores a state written by [`PartitionState::to_bytes`]. Thresholds come from
+    /// `config` (they may change between runs); the window geometry must be the one the
+    /// snapshot was taken with.
+    pub fn from_bytes(config: EngineConfig, bytes: &[u8]) -> Result<Self> {
+        let mut state = Self::new(config)?;
+        let body = bytes
+            .strip_prefix(SNAPSHOT_MAGIC.as_slice())
+            .ok_or_else(|| CoreError::Snapshot("not a partition snapshot (bad magic)".into()))?;
+        let (version, body) = body
+            .split_first_chunk::<2>()
+            .ok_or_else(|| CoreError::Snapshot("truncated header".into()))?;
+        let version = u16::from_le_bytes(*version);
+        if version != SNAPSHOT_VERSION {
+            return Err(CoreError::Snapshot(format!(
+                "snapshot version {version} is not supported (this build reads {SNAPSHOT_VERSION})"
+            )));
+        }
+        let snap: SnapshotOwned =
+            postcard::from_bytes(body).map_err(|e| CoreError::Snapshot(e.to_string()))?;
+        if snap.geometry != state.geo.fingerprint() {
+            return Err(CoreError::Snapshot(format!(
+                "window geometry changed since the snapshot (was {:?}, configured {:?}); windows cannot be re-bucketed",
+                snap.geometry,
+                state.geo.fingerprint()
+            )));
+        }
+        if snap.watch_flags.len() != snap.videos.len() {
+            return Err(CoreError::Snapshot("inconsistent slot tables".into()));
+        }
+        let slots = snap.videos.len();
+        let in_range = |l: &[u32]| l.iter().all(|&i| (i as usize) < slots);
+        if !in_range(&snap.free)
+            || !in_range(&snap.velocity_watch)
+            || !in_range(&snap.trending_watch)
+        {
+            return Err(CoreError::Snapshot("slot index out of range".into()));
+        }
+        state.max_videos = state.max_videos.max(snap.max_videos as usize);
+        state.videos = snap.videos;
+        state.free = snap.free;
+        state.velocity_watch = snap.velocity_watch;
+        state.trending_watch = snap.trending_watch;
+        state.watch_flags = snap.watch_flags;
+        state.dedup = EventDedup::restore(state.geo.dedup_horizon_ms, snap.dedup);
+        state.sketch = snap.sketch;
+        state.clock = snap.clock;
+        state.stats = snap.stats;
+        for idx in 0..state.videos.len() {
+            if let Some(v) = &state.videos[idx] {
+                let hash = key_hash(&v.video_id);
+                state.insert_index(hash, idx as u32);
+            }
+        }
+        Ok(state)
+    }
+}
+
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    geometry: [i64; 6],
+    max_videos: u64,
+    videos: &'a Vec<Option<VideoState>>,
+    free: &'a Vec<u32>,
+    velocity_watch: &'a Vec<u32>,
+    trending_watch: &'a Vec<u32>,
+    watch_flags: &'a Vec<u8>,
+    dedup: DedupSnapshot,
+    sketch: Option<&'a EngagementSketch>,
+    clock: &'a Clock,
+    stats: &'a PartitionStats,
+}
+
+#[derive(Deserialize)]
+struct SnapshotOwned {
+    geometry: [i64; 6],
+    max_videos: u64,
+    videos: Vec<Option<VideoState>>,
+    free: Vec<u32>,
+    velocity_watch: Vec<u32>,
+    trending_watch: Vec<u32>,
+    watch_flags: Vec<u8>,
+    dedup: DedupSnapshot,
+    sketch: Option<EngagementSketch>,
+    clock: Clock,
+    stats: PartitionStats,
+}
+
+/// `FINE_SLOTS` is part of the geometry too: a build with a different ring cannot read it.
+const _: () = assert!(FINE_SLOTS == 16);

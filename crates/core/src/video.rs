@@ -1,0 +1,246 @@
+//! Per-video state: two rings of counts (fine buckets of net likes for velocity, coarse
+//! slots of weighted engagement for trending), the baselines learned from them, and the
+//! state of each detector's episode. Fixed size, no heap beyond long ids.
+
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{COARSE_SLOTS, FINE_SLOTS};
+
+/// Where a detector's episode stands for one video.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Phase {
+    /// No episode; may fire.
+    #[default]
+    Quiet,
+    /// An episode is open at `tier`.
+    Active,
+    /// An episode ended; no new one before `cooldown_until`.
+    Cooldown,
+}
+
+/// One detector's episode state for one video.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct EpisodeState {
+    pub(crate) phase: Phase,
+    /// Highest tier reached in the open episode.
+    pub(crate) tier: u8,
+    /// Consecutive calm evaluations.
+    pub(crate) calm: u8,
+    /// End (event time, ms) of the window that opened the episode.
+    pub(crate) start: i64,
+    /// No new episode before this index (bucket or slot) closes.
+    pub(crate) cooldown_until: i64,
+}
+
+/// An exponentially weighted mean and variance of a windowed count, updated once per
+/// closed bucket (or slot) and brought up to date lazily.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Baseline {
+    pub(crate) mean: f64,
+    pub(crate) var: f64,
+    /// The last bucket (or slot) folded in.
+    pub(crate) through: i64,
+    /// Observations folded in (saturating); drives the warm-up running mean.
+    pub(crate) obs: u32,
+}
+
+impl Baseline {
+    /// Folds one observation in (West's incremental EW variance). `decay` is `1 - alpha`.
+    pub(crate) fn step(&mut self, x: f64, decay: f64) {
+        self.obs = self.obs.saturating_add(1);
+        let alpha = 1.0 - decay;
+        let diff = x - self.mean;
+        let incr = alpha * diff;
+        self.mean += incr;
+        self.var = decay * (self.var + diff * incr);
+    }
+
+    /// Folds `n` zero observations in, in closed form: for x = 0 the recurrences give
+    /// mean_n = r^n mean and var_n = r^n (var + mean^2 (1 - r^n)).
+    pub(crate) fn zeros(&mut self, n: i64, decay: f64) {
+        if n <= 0 {
+            return;
+        }
+        let rn = decay.powi(n.min(i64::from(i32::MAX)) as i32);
+        self.var = rn * (self.var + self.mean * self.mean * (1.0 - rn));
+        self.mean *= rn;
+    }
+}
+
+/// Everything the engine keeps for one tracked video.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct VideoState {
+    pub(crate) video_id: CompactString,
+    pub(crate) creator_id: CompactString,
+    /// Net likes per fine bucket; valid for buckets in `(head - FINE_SLOTS, head]`.
+    pub(crate) likes: [i32; FINE_SLOTS],
+    /// Weighted engagement per coarse slot; valid for slots in
+    /// `(head_slot - COARSE_SLOTS, head_slot]`, where `head_slot` is the slot of `head`.
+    pub(crate) score: [i32; COARSE_SLOTS],
+    /// Events counted per kind since the video was first tracked.
+    pub(crate) totals: [u32; 5],
+    /// The newest fine bucket holding data.
+    pub(crate) head: i64,
+    /// Event time of the first event seen.
+    pub(crate) first_seen: i64,
+    pub(crate) velocity_baseline: Baseline,
+    pub(crate) trending_baseline: Baseline,
+    pub(crate) velocity: EpisodeState,
+    pub(crate) trending: EpisodeState,
+}
+
+impl VideoState {
+    pub(crate) fn new(video_id: &str, creator_id: &str, bucket: i64, event_time: i64) -> Self {
+        Self {
+            video_id: CompactString::new(video_id),
+            creator_id: CompactString::new(creator_id),
+            likes: [0; FINE_SLOTS],
+            score: [0; COARSE_SLOTS],
+            totals: [0; 5],
+            head: bucket,
+            first_seen: event_time,
+            velocity_baseline: Baseline::default(),
+            trending_baseline: Baseline::default(),
+            velocity: EpisodeState::default(),
+            trending: EpisodeState::default(),
+        }
+    }
+
+    /// Moves the rings forward so `bucket` (in slot `bucket / slot_buckets`) is writable,
+    /// zeroing what falls out.
+    pub(crate) fn advance_head(&mut self, bucket: i64, slot_buckets: i64) {
+        if bucket <= self.head {
+            return;
+        }
+        let gap = bucket - self.head;
+        if gap >= FINE_SLOTS as i64 {
+            self.likes = [0; FINE_SLOTS];
+        } else {
+            for b in self.head + 1..=bucket {
+                self.likes[fine_index(b)] = 0;
+            }
+        }
+        let old_slot = self.head.div_euclid(slot_buckets);
+        let new_slot = bucket.div_euclid(slot_buckets);
+        if new_slot - old_slot >= COARSE_SLOTS as i64 {
+            self.score = [0; COARSE_SLOTS];
+        } else {
+            for s in old_slot + 1..=new_slot {
+                self.score[coarse_index(s)] = 0;
+            }
+        }
+        self.head = bucket;
+    }
+
+    /// Net likes in fine bucket `b` (0 outside the ring).
+    pub(crate) fn likes_at(&self, b: i64) -> i64 {
+        if b > self.head || b <= self.head - FINE_SLOTS as i64 {
+            0
+        } else {
+            i64::from(self.likes[fine_index(b)])
+        }
+    }
+
+    /// Net likes in the `n` buckets ending with `last`.
+    pub(crate) fn likes_window(&self, last: i64, n: i64) -> i64 {
+        (last - n + 1..=last).map(|b| self.likes_at(b)).sum()
+    }
+
+    /// Weighted engagement in coarse slot `s` (0 outside the ring).
+    pub(crate) fn score_at(&self, s: i64, slot_buckets: i64) -> i64 {
+        let head_slot = self.head.div_euclid(slot_buckets);
+        if s > head_slot || s <= head_slot - COARSE_SLOTS as i64 {
+            0
+        } else {
+            i64::from(self.score[coarse_index(s)])
+        }
+    }
+
+    /// Weighted engagement in the `m` slots ending with `last`.
+    pub(crate) fn score_window(&self, last: i64, m: i64, slot_buckets: i64) -> i64 {
+        (last - m + 1..=last)
+            .map(|s| self.score_at(s, slot_buckets))
+            .sum()
+    }
+
+    /// Recent weighted engagement held in the coarse ring: the activity eviction compares.
+    pub(crate) fn activity(&self) -> i64 {
+        self.score.iter().map(|&s| i64::from(s)).sum()
+    }
+
+    /// True while an episode of either detector is open.
+    pub(crate) fn has_open_episode(&self) -> bool {
+        self.velocity.phase == Phase::Active || self.trending.phase == Phase::Active
+    }
+
+    /// Approximate bytes this video holds on the heap beyond its fixed size.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let heap = |s: &CompactString| {
+            if s.is_heap_allocated() {
+                s.capacity()
+            } else {
+                0
+            }
+        };
+        heap(&self.video_id) + heap(&self.creator_id)
+    }
+}
+
+pub(crate) fn fine_index(b: i64) -> usize {
+    b.rem_euclid(FINE_SLOTS as i64) as usize
+}
+
+pub(crate) fn coarse_index(s: i64) -> usize {
+    s.rem_euclid(COARSE_SLOTS as i64) as usize
+}
+
+/// Adds `delta` to a counter, saturating rather than wrapping on absurd volumes.
+pub(crate) fn bump(c: &mut i32, delta: i32) {
+    *c = c.saturating_add(delta);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_runs_in_closed_form_match_stepping() {
+        let decay = 0.99;
+        let mut a = Baseline {
+            mean: 12.0,
+            var: 30.0,
+            through: 0,
+            obs: 0,
+        };
+        let mut b = a;
+        for _ in 0..37 {
+            a.step(0.0, decay);
+        }
+        b.zeros(37, decay);
+        assert!((a.mean - b.mean).abs() < 1e-9 * a.mean.max(1.0));
+        assert!((a.var - b.var).abs() < 1e-9 * a.var.max(1.0));
+    }
+
+    #[test]
+    fn rings_forget_what_falls_out() {
+        let mut v = VideoState::new("v", "c", 100, 0);
+        v.likes[fine_index(100)] = 5;
+        assert_eq!(v.likes_at(100), 5);
+        v.advance_head(110, 6);
+        assert_eq!(v.likes_at(100), 5);
+        assert_eq!(v.likes_window(110, 16), 5);
+        v.advance_head(116, 6);
+        assert_eq!(v.likes_at(100), 0);
+    }
+}
+
+#[cfg(test)]
+mod size {
+    #[test]
+    fn a_tracked_video_stays_small() {
+        let size = std::mem::size_of::<Option<super::VideoState>>();
+        println!("Option<VideoState> = {size} bytes");
+        assert!(size <= 320, "{size}");
+    }
+}

@@ -1,0 +1,311 @@
+//! Behaviour of the engine as a user of alerts sees it.
+
+use trendwatch_core::{
+    Alert, AlertType, EngineConfig, EventKind, EventRef, PartitionState, Verdict,
+};
+
+const T0: i64 = 1_767_571_200_000; // 2026-01-05T00:00:00Z
+
+struct Feed {
+    state: PartitionState,
+    alerts: Vec<Alert>,
+    n: u64,
+    ids: Vec<String>,
+}
+
+impl Feed {
+    fn new() -> Self {
+        Self::with(EngineConfig::default())
+    }
+    fn with(config: EngineConfig) -> Self {
+        Self {
+            state: PartitionState::new(config).unwrap(),
+            alerts: Vec::new(),
+            n: 0,
+            ids: Vec::new(),
+        }
+    }
+    fn event(&mut self, video: &str, kind: EventKind, t: i64) -> Verdict {
+        self.n += 1;
+        let id = format!("e{}", self.n);
+        self.ids.push(id.clone());
+        self.state.apply(
+            &EventRef {
+                event_id: &id,
+                video_id: video,
+                creator_id: "c1",
+                kind,
+                event_time: t,
+            },
+            &mut self.alerts,
+        )
+    }
+    /// `per_min` events of `kind` spread evenly over [from, to).
+    fn steady(&mut self, video: &str, kind: EventKind, per_min: i64, from: i64, to: i64) {
+        let step = 60_000 / per_min.max(1);
+        let mut t = from;
+        while t < to {
+            self.event(video, kind, t);
+            t += step;
+        }
+    }
+    fn of_type(&self, ty: AlertType) -> Vec<&Alert> {
+        self.alerts.iter().filter(|a| a.alert_type == ty).collect()
+    }
+}
+
+/// Interleaves several steady streams in time order.
+fn mixed(feed: &mut Feed, streams: &[(&str, EventKind, i64)], from: i64, to: i64) {
+    let mut events: Vec<(i64, &str, EventKind)> = Vec::new();
+    for &(v, k, per_min) in streams {
+        let step = 60_000 / per_min.max(1);
+        let mut t = from;
+        while t < to {
+            events.push((t, v, k));
+            t += step;
+        }
+    }
+    events.sort_by_key(|e| e.0);
+    for (t, v, k) in events {
+        feed.event(v, k, t);
+    }
+}
+
+#[test]
+fn a_like_burst_on_a_quiet_video_fires_once_then_ends() {
+    let mut f = Feed::new();
+    // 20 minutes of a background video keeps the watermark moving; the target video has 2
+    // likes a minute, then 300 a minute for 5 minutes, then goes back.
+    mixed(
+        &mut f,
+        &[("bg", EventKind::View, 120), ("hot", EventKind::Like, 2)],
+        T0,
+        T0 + 20 * 60_000,
+    );
+    mixed(
+        &mut f,
+        &[("bg", EventKind::View, 120), ("hot", EventKind::Like, 300)],
+        T0 + 20 * 60_000,
+        T0 + 25 * 60_000,
+    );
+    mixed(
+        &mut f,
+        &[("bg", EventKind::View, 120), ("hot", EventKind::Like, 2)],
+        T0 + 25 * 60_000,
+        T0 + 40 * 60_000,
+    );
+    f.state.finish(&mut f.alerts);
+    let fired = f.of_type(AlertType::ViralVelocity);
+    assert!(!fired.is_empty(), "{:#?}", f.alerts);
+    assert!(fired.iter().all(|a| a.video_id == "hot"));
+    let first = fired[0];
+    let delay = first.detected_at - (T0 + 20 * 60_000);
+    assert!(delay <= 30_000, "detected after {delay} ms: {first:#?}");
+    assert!(first.z_score >= 6.0 && first.count >= 20);
+    assert!(
+        first.explanation.contains("net likes"),
+        "{}",
+        first.explanation
+    );
+    // Escalations share the episode start and have distinct ids; one ENDED closes it.
+    assert!(fired.iter().all(|a| a.episode_start == first.episode_start));
+    let mut ids: Vec<_> = fired.iter().map(|a| &a.alert_id).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), fired.len());
+    let ended = f.of_type(AlertType::ViralVelocityEnded);
+    assert_eq!(ended.len(), 1, "{:#?}", f.alerts);
+    assert_eq!(ended[0].episode_start, first.episode_start);
+    assert_eq!(ended[0].tier, fired.last().unwrap().tier);
+}
+
+#[test]
+fn steady_popular_video_and_view_bots_do_not_fire_velocity() {
+    let mut f = Feed::new();
+    mixed(
+        &mut f,
+        &[
+            ("popular", EventKind::Like, 200),
+            ("popular", EventKind::View, 1200),
+            ("bg", EventKind::View, 60),
+        ],
+        T0,
+        T0 + 30 * 60_000,
+    );
+    mixed(
+        &mut f,
+        &[
+            ("bot", EventKind::View, 2000),
+            ("popular", EventKind::Like, 200),
+        ],
+        T0 + 30 * 60_000,
+        T0 + 35 * 60_000,
+    );
+    f.state.finish(&mut f.alerts);
+    assert!(
+        f.of_type(AlertType::ViralVelocity).is_empty(),
+        "{:#?}",
+        f.of_type(AlertType::ViralVelocity)
+    );
+}
+
+#[test]
+fn a_few_likes_on_a_cold_video_do_not_fire() {
+    let mut f = Feed::new();
+    f.steady("bg", EventKind::View, 60, T0, T0 + 5 * 60_000);
+    for i in 0..8 {
+        f.event("cold", EventKind::Like, T0 + 5 * 60_000 + i * 5_000);
+    }
+    f.steady(
+        "bg",
+        EventKind::View,
+        60,
+        T0 + 5 * 60_000 + 40_000,
+        T0 + 15 * 60_000,
+    );
+    f.state.finish(&mut f.alerts);
+    assert!(f.of_type(AlertType::ViralVelocity).is_empty());
+}
+
+#[test]
+fn late_and_duplicate_events_are_classified_not_counted() {
+    let mut f = Feed::new();
+    assert_eq!(f.event("v", EventKind::Like, T0 + 60_000), Verdict::Counted);
+    // Within lateness (10 s): counted.
+    assert_eq!(f.event("v", EventKind::Like, T0 + 55_000), Verdict::Counted);
+    // Beyond lateness: late.
+    assert_eq!(f.event("v", EventKind::Like, T0 + 40_000), Verdict::Late);
+    // Re-delivery of the first event: same id, same time.
+    let id = f.ids[0].clone();
+    let v = f.state.apply(
+        &EventRef {
+            event_id: &id,
+            video_id: "v",
+            creator_id: "c1",
+            kind: EventKind::Like,
+            event_time: T0 + 60_000,
+        },
+        &mut f.alerts,
+    );
+    assert_eq!(v, Verdict::Duplicate);
+    let s = f.state.stats();
+    assert_eq!(
+        (s.counted[EventKind::Like.index()], s.late, s.duplicates),
+        (2, 1, 1)
+    );
+    assert_eq!(
+        f.state.video_counts("v").unwrap().totals[EventKind::Like.index()],
+        2
+    );
+}
+
+#[test]
+fn idle_partition_ends_episodes_from_wall_clock_ticks() {
+    let mut f = Feed::new();
+    mixed(
+        &mut f,
+        &[("bg", EventKind::View, 60), ("hot", EventKind::Like, 2)],
+        T0,
+        T0 + 20 * 60_000,
+    );
+    mixed(
+        &mut f,
+        &[("hot", EventKind::Like, 400)],
+        T0 + 20 * 60_000,
+        T0 + 22 * 60_000,
+    );
+    assert!(!f.of_type(AlertType::ViralVelocity).is_empty());
+    assert!(f.of_type(AlertType::ViralVelocityEnded).is_empty());
+    // No more events. Ticks within the idle timeout change nothing...
+    let wall = 5_000_000_000_000;
+    let before = f.alerts.len();
+    let wm = f.state.watermark();
+    for s in 0..=30 {
+        f.state.tick(wall + s * 1_000, &mut f.alerts);
+    }
+    assert_eq!((f.alerts.len(), f.state.watermark()), (before, wm));
+    // ...after it, the watermark follows the wall clock and the episode ends.
+    for s in 31..=300 {
+        f.state.tick(wall + s * 1_000, &mut f.alerts);
+    }
+    assert_eq!(
+        f.of_type(AlertType::ViralVelocityEnded).len(),
+        1,
+        "{:#?}",
+        f.alerts
+    );
+}
+
+#[test]
+fn the_cap_admits_hot_newcomers_and_keeps_hot_videos() {
+    let mut config = EngineConfig::default();
+    config.capacity.max_videos = 64;
+    let mut f = Feed::with(config);
+    // 64 hot videos fill the cap.
+    for round in 0..20 {
+        for v in 0..64 {
+            f.event(&format!("hot{v}"), EventKind::Like, T0 + round * 1_000 + v);
+        }
+    }
+    // A flood of one-off cold videos cannot push them out.
+    for i in 0..5_000 {
+        f.event(&format!("cold{i}"), EventKind::View, T0 + 20_000 + i);
+    }
+    assert_eq!(f.state.tracked_videos(), 64);
+    let hot_left = (0..64)
+        .filter(|v| f.state.video_counts(&format!("hot{v}")).is_some())
+        .count();
+    assert!(hot_left >= 60, "only {hot_left} hot videos kept");
+    assert!(f.state.stats().untracked >= 4_900);
+    // A newcomer that becomes hotter than the tracked ones gets in.
+    for i in 0..400 {
+        f.event("rising", EventKind::Like, T0 + 30_000 + i);
+    }
+    assert!(f.state.video_counts("rising").is_some());
+    assert!(f.state.stats().evicted >= 1);
+}
+
+#[test]
+fn snapshots_round_trip_and_continue_identically() {
+    let mut a = Feed::new();
+    mixed(
+        &mut a,
+        &[("bg", EventKind::View, 60), ("hot", EventKind::Like, 3)],
+        T0,
+        T0 + 15 * 60_000,
+    );
+    let bytes = a.state.to_bytes();
+    let mut b = Feed::new();
+    b.state = PartitionState::from_bytes(EngineConfig::default(), &bytes).unwrap();
+    assert_eq!(b.state.to_bytes(), bytes);
+    b.n = a.n;
+    for f in [&mut a, &mut b] {
+        mixed(
+            f,
+            &[("bg", EventKind::View, 60), ("hot", EventKind::Like, 300)],
+            T0 + 15 * 60_000,
+            T0 + 20 * 60_000,
+        );
+        f.state.finish(&mut f.alerts);
+    }
+    assert!(!b.alerts.is_empty());
+    assert_eq!(a.alerts, b.alerts);
+    assert_eq!(a.state.video_totals(), b.state.video_totals());
+
+    let mut other = EngineConfig::default();
+    other.windows.bucket = std::time::Duration::from_secs(5);
+    assert!(PartitionState::from_bytes(other, &bytes).is_err());
+    assert!(
+        PartitionState::from_bytes(EngineConfig::default(), &bytes[..bytes.len() / 2]).is_err()
+    );
+    assert!(PartitionState::from_bytes(EngineConfig::default(), b"garbage").is_err());
+}
+
+#[test]
+fn idle_videos_expire() {
+    let mut f = Feed::new();
+    f.event("once", EventKind::View, T0);
+    f.steady("bg", EventKind::View, 10, T0, T0 + 90 * 60_000);
+    assert!(f.state.video_counts("once").is_none());
+    assert!(f.state.stats().expired >= 1);
+    assert!(f.state.video_counts("bg").is_some());
+}
