@@ -18,6 +18,7 @@ pub const MAX_TIERS: usize = 8;
 /// Everything the pure engine needs to decide.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct EngineConfig {
     /// Windows, watermark and idleness.
     pub windows: WindowConfig,
@@ -207,17 +208,6 @@ impl Default for CapacityConfig {
     }
 }
 
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            windows: WindowConfig::default(),
-            velocity: VelocityConfig::default(),
-            trending: TrendingConfig::default(),
-            capacity: CapacityConfig::default(),
-        }
-    }
-}
-
 fn ms(d: Duration) -> u128 {
     d.as_millis()
 }
@@ -244,7 +234,7 @@ impl EngineConfig {
         let mut errors = Vec::new();
         let w = &self.windows;
         let bucket = ms(w.bucket);
-        if bucket < 1_000 || bucket % 1_000 != 0 {
+        if bucket < 1_000 || !bucket.is_multiple_of(1_000) {
             errors.push(format!(
                 "engine.windows.bucket: must be a whole number of seconds, at least 1s (is {}ms)",
                 bucket
@@ -254,7 +244,7 @@ impl EngineConfig {
             ("engine.windows.velocity_window", w.velocity_window),
             ("engine.windows.trending_slot", w.trending_slot),
         ] {
-            if bucket > 0 && (ms(d) == 0 || ms(d) % bucket != 0) {
+            if bucket > 0 && (ms(d) == 0 || !ms(d).is_multiple_of(bucket)) {
                 errors.push(format!(
                     "{name}: must be a positive multiple of engine.windows.bucket ({}ms), is {}ms",
                     bucket,
@@ -263,7 +253,7 @@ impl EngineConfig {
             }
         }
         let slot = ms(w.trending_slot);
-        if slot > 0 && (ms(w.trending_window) == 0 || ms(w.trending_window) % slot != 0) {
+        if slot > 0 && (ms(w.trending_window) == 0 || !ms(w.trending_window).is_multiple_of(slot)) {
             errors.push(format!(
                 "engine.windows.trending_window: must be a positive multiple of engine.windows.trending_slot ({}ms), is {}ms",
                 slot,
@@ -271,7 +261,7 @@ impl EngineConfig {
             ));
         }
         let lateness = ms(w.allowed_lateness);
-        if bucket > 0 && ms(w.velocity_window) % bucket == 0 {
+        if bucket > 0 && ms(w.velocity_window).is_multiple_of(bucket) {
             // The ring must hold the current and previous velocity windows plus every bucket
             // that can still receive events (up to the lateness past the watermark).
             let need = 2 * (ms(w.velocity_window) / bucket) + lateness.div_ceil(bucket) + 1;
@@ -281,7 +271,7 @@ impl EngineConfig {
                 ));
             }
         }
-        if slot > 0 && ms(w.trending_window) % slot == 0 {
+        if slot > 0 && ms(w.trending_window).is_multiple_of(slot) {
             let need = ms(w.trending_window) / slot + lateness.div_ceil(slot) + 1;
             if need > COARSE_SLOTS as u128 {
                 errors.push(format!(

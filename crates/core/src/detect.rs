@@ -171,11 +171,7 @@ impl Detectors {
     }
 
     fn velocity_denominator(&self, b: &Baseline) -> f64 {
-        b.var
-            .max(0.0)
-            .sqrt()
-            .max(b.mean.max(0.0).sqrt())
-            .max(self.v_floor)
+        b.stddev().max(b.mean().sqrt()).max(self.v_floor)
     }
 
     /// Folds one closed window's count into the velocity baseline. After warm-up the count
@@ -183,7 +179,7 @@ impl Detectors {
     /// (see [`warm_decay`]) the baseline learns fast and uncapped.
     fn fold_velocity(&self, b: &mut Baseline, x: i64, warm: bool) {
         if warm {
-            let cap = b.mean + self.v_z_fire * self.velocity_denominator(b);
+            let cap = b.mean() + self.v_z_fire * self.velocity_denominator(b);
             b.step((x as f64).min(cap), self.v_decay);
         } else {
             b.step(x as f64, warm_decay(b, self.v_decay));
@@ -200,19 +196,20 @@ impl Detectors {
         g: &Geometry,
     ) {
         let mut b = v.velocity_baseline;
-        if b.through >= upto {
+        let through = i64::from(b.through);
+        if through >= upto {
             return;
         }
         // Windows ending after head + n - 1 hold no data; windows before the end of warm-up
         // are folded one by one because warm-up learning is not a plain EWMA.
         let warm_from = (started + g.velocity_warmup_ms).div_euclid(g.bucket_ms);
-        let last_stepped = (v.head + g.velocity_buckets - 1).max(warm_from).min(upto);
-        for k in b.through + 1..=last_stepped {
+        let last_stepped = (v.head() + g.velocity_buckets - 1).max(warm_from).min(upto);
+        for k in through + 1..=last_stepped {
             let warm = (k + 1) * g.bucket_ms - started >= g.velocity_warmup_ms;
             self.fold_velocity(&mut b, v.likes_window(k, g.velocity_buckets), warm);
         }
-        b.zeros(upto - b.through.max(last_stepped), self.v_decay);
-        b.through = upto;
+        b.zeros(upto - through.max(last_stepped), self.v_decay);
+        b.through = index32(upto);
         v.velocity_baseline = b;
     }
 
@@ -225,13 +222,14 @@ impl Detectors {
         g: &Geometry,
     ) {
         let mut b = v.trending_baseline;
-        if b.through >= upto {
+        let through = i64::from(b.through);
+        if through >= upto {
             return;
         }
-        let head_slot = v.head.div_euclid(g.slot_buckets);
+        let head_slot = v.head().div_euclid(g.slot_buckets);
         let warm_from = (started + g.trending_warmup_ms).div_euclid(g.slot_ms);
         let last_stepped = (head_slot + g.trending_slots - 1).max(warm_from).min(upto);
-        for k in b.through + 1..=last_stepped {
+        for k in through + 1..=last_stepped {
             let warm = (k + 1) * g.slot_ms - started >= g.trending_warmup_ms;
             let s = v.score_window(k, g.trending_slots, g.slot_buckets);
             b.step(
@@ -243,16 +241,20 @@ impl Detectors {
                 },
             );
         }
-        b.zeros(upto - b.through.max(last_stepped), self.t_decay);
-        b.through = upto;
+        b.zeros(upto - through.max(last_stepped), self.t_decay);
+        b.through = index32(upto);
         v.trending_baseline = b;
     }
 
     /// Scores `v` on the velocity window ending with closed bucket `bucket`, runs the
     /// lifecycle, folds the window into the baseline. Returns whether to keep watching.
+    // The arguments are the video, the clock and where results go; bundling them would
+    // only move the same list into a struct built once per call.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn score_velocity(
         &self,
         v: &mut VideoState,
+        creator: &str,
         bucket: i64,
         clock: (i64, i64),
         g: &Geometry,
@@ -269,10 +271,10 @@ impl Detectors {
         let r = Reading {
             count,
             previous,
-            mean: b.mean,
-            stddev: b.var.max(0.0).sqrt(),
-            z: (count as f64 - b.mean) / denom,
-            ratio: count as f64 / b.mean.max(1.0),
+            mean: b.mean(),
+            stddev: b.stddev(),
+            z: (count as f64 - b.mean()) / denom,
+            ratio: count as f64 / b.mean().max(1.0),
             window_start: (bucket - n + 1) * g.bucket_ms,
             window_end: (bucket + 1) * g.bucket_ms,
             window_minutes: (n * g.bucket_ms) as f64 / 60_000.0,
@@ -295,7 +297,6 @@ impl Detectors {
             fires.then_some(tier).flatten(),
             escalates.then_some(tier).flatten(),
             calm,
-            r.window_end,
         );
         v.velocity = ep;
         if let Some((alert_type, t)) = decision {
@@ -311,28 +312,31 @@ impl Detectors {
                     r.window_minutes, r.mean, r.z, r.ratio, t, threshold, growth, r.window_minutes
                 )
             };
-            push_alert(
-                out,
-                tallies,
-                v,
+            let episode_start = (i64::from(ep.start) + 1) * g.bucket_ms;
+            let d = Decision {
                 alert_type,
-                t,
+                tier: t,
                 threshold,
-                &r,
+                episode_start,
                 watermark,
                 explanation,
-            );
+            };
+            push_alert(out, tallies, v, creator, d, &r);
         }
         self.fold_velocity(&mut v.velocity_baseline, count, warm);
-        v.velocity_baseline.through = bucket;
+        v.velocity_baseline.through = index32(bucket);
         self.velocity_worth_watching(v)
     }
 
     /// Scores `v` on the trending window ending with closed slot `slot`, runs the
     /// lifecycle, folds the window into the baseline. Returns whether to keep watching.
+    // The arguments are the video, the clock and where results go; bundling them would
+    // only move the same list into a struct built once per call.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn score_trending(
         &self,
         v: &mut VideoState,
+        creator: &str,
         slot: i64,
         clock: (i64, i64),
         g: &Geometry,
@@ -345,14 +349,14 @@ impl Detectors {
         let b = v.trending_baseline;
         let count = v.score_window(slot, m, g.slot_buckets);
         let previous = v.score_window(slot - 1, m, g.slot_buckets);
-        let stddev = b.var.max(0.0).sqrt();
+        let stddev = b.stddev();
         let r = Reading {
             count,
             previous,
-            mean: b.mean,
+            mean: b.mean(),
             stddev,
-            z: (count as f64 - b.mean) / stddev.max(b.mean.max(0.0).sqrt()).max(1.0),
-            ratio: count as f64 / b.mean.max(1.0),
+            z: (count as f64 - b.mean()) / stddev.max(b.mean().sqrt()).max(1.0),
+            ratio: count as f64 / b.mean().max(1.0),
             window_start: (slot - m + 1) * g.slot_ms,
             window_end: (slot + 1) * g.slot_ms,
             window_minutes: (m * g.slot_ms) as f64 / 60_000.0,
@@ -372,7 +376,6 @@ impl Detectors {
             above_baseline.then_some(tier).flatten(),
             above_baseline.then_some(tier).flatten(),
             calm,
-            r.window_end,
         );
         v.trending = ep;
         if let Some((alert_type, t)) = decision {
@@ -394,17 +397,16 @@ impl Detectors {
                 AlertType::ViralVelocity => AlertType::Trending,
                 _ => AlertType::TrendingEnded,
             };
-            push_alert(
-                out,
-                tallies,
-                v,
-                trending_type,
-                t,
+            let episode_start = (i64::from(ep.start) + 1) * g.slot_ms;
+            let d = Decision {
+                alert_type: trending_type,
+                tier: t,
                 threshold,
-                &r,
+                episode_start,
                 watermark,
                 explanation,
-            );
+            };
+            push_alert(out, tallies, v, creator, d, &r);
         }
         let decay = if warm {
             self.t_decay
@@ -412,7 +414,7 @@ impl Detectors {
             warm_decay(&v.trending_baseline, self.t_decay)
         };
         v.trending_baseline.step(count as f64, decay);
-        v.trending_baseline.through = slot;
+        v.trending_baseline.through = index32(slot);
         self.trending_worth_watching(v)
     }
 }
@@ -437,9 +439,8 @@ fn lifecycle(
     fire: Option<usize>,
     escalate: Option<usize>,
     calm: bool,
-    window_end: i64,
 ) -> Option<(AlertType, u8)> {
-    if ep.phase == Phase::Cooldown && at >= ep.cooldown_until {
+    if ep.phase == Phase::Cooldown && at >= i64::from(ep.cooldown_until) {
         ep.phase = Phase::Quiet;
     }
     match ep.phase {
@@ -449,7 +450,7 @@ fn lifecycle(
                 phase: Phase::Active,
                 tier,
                 calm: 0,
-                start: window_end,
+                start: index32(at),
                 cooldown_until: 0,
             };
             Some((AlertType::ViralVelocity, tier))
@@ -466,7 +467,7 @@ fn lifecycle(
             ep.calm = if calm { ep.calm.saturating_add(1) } else { 0 };
             if ep.calm >= clear_after {
                 ep.phase = Phase::Cooldown;
-                ep.cooldown_until = at + cooldown;
+                ep.cooldown_until = index32(at + cooldown);
                 ep.calm = 0;
                 return Some((AlertType::ViralVelocityEnded, ep.tier));
             }
@@ -476,34 +477,49 @@ fn lifecycle(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Stores an index (bucket or slot) in the 32 bits a video keeps. Indices of validated
+/// event times always fit; anything else saturates rather than wrapping.
+pub(crate) fn index32(i: i64) -> u32 {
+    u32::try_from(i.max(0)).unwrap_or(u32::MAX)
+}
+
+/// A lifecycle decision ready to become an alert.
+struct Decision {
+    alert_type: AlertType,
+    tier: u8,
+    threshold: f64,
+    episode_start: i64,
+    watermark: i64,
+    explanation: String,
+}
+
 fn push_alert(
     out: &mut Vec<Alert>,
     tallies: &mut [u64; 4],
     v: &VideoState,
-    alert_type: AlertType,
-    tier: u8,
-    threshold: f64,
+    creator: &str,
+    d: Decision,
     r: &Reading,
-    watermark: i64,
-    explanation: String,
 ) {
-    let episode = if alert_type == AlertType::Trending || alert_type == AlertType::TrendingEnded {
-        v.trending
-    } else {
-        v.velocity
-    };
+    let Decision {
+        alert_type,
+        tier,
+        threshold,
+        episode_start,
+        watermark,
+        explanation,
+    } = d;
     let alert_id = stable_id(&[
         v.video_id.as_bytes(),
         alert_type.as_str().as_bytes(),
         &[tier],
-        &episode.start.to_le_bytes(),
+        &episode_start.to_le_bytes(),
     ]);
     tallies[alert_type as usize] += 1;
     out.push(Alert {
         alert_id,
         video_id: v.video_id.to_string(),
-        creator_id: v.creator_id.to_string(),
+        creator_id: creator.to_string(),
         alert_type,
         tier: u32::from(tier),
         window_start: r.window_start,
@@ -517,7 +533,7 @@ fn push_alert(
         ratio: r.ratio,
         threshold,
         first_seen: v.first_seen,
-        episode_start: episode.start,
+        episode_start,
         detected_at: watermark,
         explanation,
     });

@@ -16,6 +16,7 @@
 //! event-id horizon and `sketch` the Count-Min sketch that decides admission under the cap.
 
 pub mod config;
+mod creators;
 mod dedup;
 mod detect;
 mod error;

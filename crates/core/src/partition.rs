@@ -27,8 +27,9 @@ use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{EngineConfig, FINE_SLOTS};
+use crate::creators::CreatorTable;
 use crate::dedup::{DedupSnapshot, EventDedup};
-use crate::detect::{Detectors, Geometry};
+use crate::detect::{Detectors, Geometry, index32};
 use crate::error::{CoreError, Result};
 use crate::event::{Alert, EventKind, EventRef};
 use crate::hash::key_hash;
@@ -47,6 +48,9 @@ pub enum Verdict {
     /// The video is not tracked (the cap is reached and the newcomer did not out-score a
     /// tracked video); its engagement went into the admission sketch only.
     Untracked,
+    /// The event time is outside what the engine can represent (before 1970 or past
+    /// 2106); not counted. Validation upstream rejects such events first.
+    OutOfRange,
 }
 
 /// Running tallies of one partition, for metrics and reports.
@@ -64,6 +68,9 @@ pub struct PartitionStats {
     pub evicted: u64,
     /// Tracked videos forgotten after `video_ttl` without events.
     pub expired: u64,
+    /// Events whose time lies outside what the engine can represent (before 1970 or
+    /// beyond 2106); the caller's validation should have rejected them.
+    pub out_of_range: u64,
     /// Alerts emitted, by type (in [`AlertType`] declaration order).
     pub alerts: [u64; 4],
 }
@@ -71,8 +78,8 @@ pub struct PartitionStats {
 /// The totals and current windows of one tracked video.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VideoCounts {
-    /// Events counted per kind since the video was first tracked, by [`EventKind::index`].
-    pub totals: [u32; 5],
+    /// Events counted (all kinds) since the video was first tracked.
+    pub events: u32,
     /// Net likes in the velocity window ending with the last closed bucket.
     pub window_likes: i64,
     /// Weighted score in the trending window ending with the last closed slot.
@@ -91,6 +98,7 @@ pub struct PartitionState {
     max_videos: usize,
     /// Slab of tracked videos; `None` is a free slot.
     videos: Vec<Option<VideoState>>,
+    creators: CreatorTable,
     free: Vec<u32>,
     index: HashTable<u32>,
     /// Slots whose video the velocity detector scores at every bucket close.
@@ -140,6 +148,7 @@ impl PartitionState {
             geo,
             max_videos: config.capacity.max_videos as usize,
             videos: Vec::new(),
+            creators: CreatorTable::default(),
             free: Vec::new(),
             index: HashTable::new(),
             velocity_watch: Vec::new(),
@@ -165,6 +174,10 @@ impl PartitionState {
     /// Applies one event (in offset order), appending any alerts its watermark move caused.
     pub fn apply(&mut self, event: &EventRef<'_>, out: &mut Vec<Alert>) -> Verdict {
         let t = event.event_time;
+        let Ok(bucket) = u32::try_from(t.div_euclid(self.geo.bucket_ms)) else {
+            self.stats.out_of_range += 1;
+            return Verdict::OutOfRange;
+        };
         self.clock.events_since_tick = true;
         match self.clock.max_event_time {
             None => self.start_clock(t),
@@ -186,7 +199,6 @@ impl PartitionState {
             return Verdict::Duplicate;
         }
         let video_hash = key_hash(event.video_id);
-        let bucket = t.div_euclid(self.geo.bucket_ms);
         let idx = match self.lookup(video_hash, event.video_id) {
             Some(i) => i,
             None => match self.admit(video_hash, event, bucket) {
@@ -281,7 +293,14 @@ impl PartitionState {
             .sketch
             .as_ref()
             .map_or(0, EngagementSketch::memory_bytes);
-        mem::size_of::<Self>() + slab + heap + index + lists + self.dedup.memory_bytes() + sketch
+        mem::size_of::<Self>()
+            + slab
+            + heap
+            + index
+            + lists
+            + self.creators.memory_bytes()
+            + self.dedup.memory_bytes()
+            + sketch
     }
 
     /// Event ids currently remembered for de-duplication.
@@ -294,7 +313,7 @@ impl PartitionState {
         let idx = self.lookup(key_hash(video_id), video_id)? as usize;
         let v = self.videos[idx].as_ref()?;
         Some(VideoCounts {
-            totals: v.totals,
+            events: v.events,
             window_likes: v.likes_window(self.clock.next_bucket - 1, self.geo.velocity_buckets),
             window_score: v.score_window(
                 self.clock.next_slot - 1,
@@ -304,13 +323,19 @@ impl PartitionState {
         })
     }
 
-    /// Every tracked video's id and per-kind totals, sorted by id.
-    pub fn video_totals(&self) -> Vec<(String, [u32; 5])> {
+    /// Every tracked video's id, creator and events counted, sorted by id.
+    pub fn video_totals(&self) -> Vec<(String, String, u32)> {
         let mut all: Vec<_> = self
             .videos
             .iter()
             .flatten()
-            .map(|v| (v.video_id.to_string(), v.totals))
+            .map(|v| {
+                (
+                    v.video_id.to_string(),
+                    self.creators.get(v.creator).to_string(),
+                    v.events,
+                )
+            })
             .collect();
         all.sort_unstable();
         all
@@ -340,14 +365,16 @@ impl PartitionState {
 
     /// Starts tracking the event's video if there is room, or if it out-scores a sampled
     /// tracked video (which is then evicted).
-    fn admit(&mut self, hash: u64, event: &EventRef<'_>, bucket: i64) -> Option<u32> {
-        let fresh = VideoState::new(event.video_id, event.creator_id, bucket, event.event_time);
-        let through_bucket = self.clock.next_bucket - 1;
-        let through_slot = self.clock.next_slot - 1;
-        let mut fresh = fresh;
-        fresh.velocity_baseline.through = through_bucket;
-        fresh.trending_baseline.through = through_slot;
+    fn admit(&mut self, hash: u64, event: &EventRef<'_>, bucket: u32) -> Option<u32> {
+        let fresh = |creators: &mut CreatorTable, clock: &Clock| {
+            let creator = creators.acquire(event.creator_id);
+            let mut v = VideoState::new(event.video_id, creator, bucket, event.event_time);
+            v.velocity_baseline.through = index32(clock.next_bucket - 1);
+            v.trending_baseline.through = index32(clock.next_slot - 1);
+            v
+        };
         if self.index.len() < self.max_videos {
+            let fresh = fresh(&mut self.creators, &self.clock);
             let idx = match self.free.pop() {
                 Some(i) => {
                     self.videos[i as usize] = Some(fresh);
@@ -386,7 +413,7 @@ impl PartitionState {
         }
         self.remove_video(idx);
         self.stats.evicted += 1;
-        self.videos[idx as usize] = Some(fresh);
+        self.videos[idx as usize] = Some(fresh(&mut self.creators, &self.clock));
         self.insert_index(hash, idx);
         Some(idx)
     }
@@ -404,6 +431,7 @@ impl PartitionState {
     /// frees it).
     fn remove_video(&mut self, idx: u32) {
         if let Some(v) = self.videos[idx as usize].take() {
+            self.creators.release(v.creator);
             let hash = key_hash(&v.video_id);
             if let Ok(entry) = self.index.find_entry(hash, |&i| i == idx) {
                 entry.remove();
@@ -421,7 +449,7 @@ impl PartitionState {
     }
 
     /// Adds one counted event to its video's rings and watches the video if it may fire.
-    fn count(&mut self, idx: usize, kind: EventKind, bucket: i64) {
+    fn count(&mut self, idx: usize, kind: EventKind, bucket: u32) {
         let geo = &self.geo;
         let Some(v) = self.videos[idx].as_mut() else {
             return;
@@ -434,8 +462,8 @@ impl PartitionState {
         self.detectors
             .catch_up_trending(v, self.clock.next_slot - 1, started, geo);
         v.advance_head(bucket, geo.slot_buckets);
-        let k = kind.index();
-        v.totals[k] = v.totals[k].saturating_add(1);
+        v.events = v.events.saturating_add(1);
+        let bucket = i64::from(bucket);
         let like_delta = match kind {
             EventKind::Like => 1,
             EventKind::Unlike => -1,
@@ -502,6 +530,7 @@ impl PartitionState {
             let keep = match self.videos[i as usize].as_mut() {
                 Some(v) => self.detectors.score_velocity(
                     v,
+                    self.creators.get(v.creator),
                     bucket,
                     clock,
                     &self.geo,
@@ -525,6 +554,7 @@ impl PartitionState {
             let keep = match self.videos[i as usize].as_mut() {
                 Some(v) => self.detectors.score_trending(
                     v,
+                    self.creators.get(v.creator),
                     slot,
                     clock,
                     &self.geo,
@@ -558,7 +588,7 @@ impl PartitionState {
         let horizon = self.clock.watermark.saturating_sub(self.geo.ttl_ms);
         for idx in 0..self.videos.len() {
             let idle = self.videos[idx].as_ref().is_some_and(|v| {
-                (v.head + 1) * self.geo.bucket_ms <= horizon && !v.has_open_episode()
+                (v.head() + 1) * self.geo.bucket_ms <= horizon && !v.has_open_episode()
             });
             if idle {
                 self.remove_video(idx as u32);
@@ -575,6 +605,7 @@ impl PartitionState {
             geometry: self.geo.fingerprint(),
             max_videos: self.max_videos as u64,
             videos: &self.videos,
+            creators: &self.creators,
             free: &self.free,
             velocity_watch: &self.velocity_watch,
             trending_watch: &self.trending_watch,
@@ -621,7 +652,7 @@ impl PartitionState {
                 state.geo.fingerprint()
             )));
         }
-        if snap.watch_flags.len() != snap.videos.len() {
+        if snap.watch_flags.len() != snap.videos.len() || !snap.creators.is_consistent() {
             return Err(CoreError::Snapshot("inconsistent slot tables".into()));
         }
         let slots = snap.videos.len();
@@ -634,6 +665,8 @@ impl PartitionState {
         }
         state.max_videos = state.max_videos.max(snap.max_videos as usize);
         state.videos = snap.videos;
+        state.creators = snap.creators;
+        state.creators.rebuild_index();
         state.free = snap.free;
         state.velocity_watch = snap.velocity_watch;
         state.trending_watch = snap.trending_watch;
@@ -657,6 +690,7 @@ struct SnapshotRef<'a> {
     geometry: [i64; 6],
     max_videos: u64,
     videos: &'a Vec<Option<VideoState>>,
+    creators: &'a CreatorTable,
     free: &'a Vec<u32>,
     velocity_watch: &'a Vec<u32>,
     trending_watch: &'a Vec<u32>,
@@ -672,6 +706,7 @@ struct SnapshotOwned {
     geometry: [i64; 6],
     max_videos: u64,
     videos: Vec<Option<VideoState>>,
+    creators: CreatorTable,
     free: Vec<u32>,
     velocity_watch: Vec<u32>,
     trending_watch: Vec<u32>,
