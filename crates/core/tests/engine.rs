@@ -1,4 +1,5 @@
 //! Behaviour of the engine as a user of alerts sees it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use trendwatch_core::{
     Alert, AlertType, EngineConfig, EventKind, EventRef, PartitionState, Verdict,
