@@ -161,13 +161,15 @@ impl Detectors {
 
     /// Whether the likes in the video's ring could make it fire.
     pub(crate) fn velocity_worth_watching(&self, v: &VideoState) -> bool {
-        let ring: i64 = v.likes.iter().map(|&x| i64::from(x)).sum();
+        // Positive parts only: unlikes in one bucket must not hide likes in another.
+        let ring: i64 = v.likes.iter().map(|&x| i64::from(x.max(0))).sum();
         ring >= self.v_min_count || v.velocity.phase == Phase::Active
     }
 
     /// Whether the engagement in the video's ring could make it trend.
     pub(crate) fn trending_worth_watching(&self, v: &VideoState) -> bool {
-        v.activity() >= self.t_watch_score || v.trending.phase == Phase::Active
+        let ring: i64 = v.score.iter().map(|&x| i64::from(x.max(0))).sum();
+        ring >= self.t_watch_score || v.trending.phase == Phase::Active
     }
 
     fn velocity_denominator(&self, b: &Baseline) -> f64 {

@@ -1,0 +1,560 @@
+//! Property tests: the engine against a naive, obviously-correct model on random streams
+//! with out-of-order, late and duplicate events; and batching, ticks and snapshots that
+//! must not change what the engine decides.
+//!
+//! The model keeps every counted event, evaluates every video at every close with plain
+//! stepping EWMAs in f64, and has no rings, watch lists, lazy catch-up or closed forms.
+//! Those are exactly the engine's optimisations, so agreement says they change nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use trendwatch_core::{
+    Alert, AlertType, EngineConfig, EventKind, EventRef, PartitionState, Verdict,
+};
+
+const T0: i64 = 1_767_571_200_000;
+
+/// A small geometry so short random streams exercise every path.
+fn config() -> EngineConfig {
+    let mut c = EngineConfig::default();
+    let s = Duration::from_secs;
+    c.windows.bucket = s(5);
+    c.windows.velocity_window = s(30);
+    c.windows.trending_slot = s(30);
+    c.windows.trending_window = s(300);
+    c.windows.allowed_lateness = s(5);
+    c.windows.dedup_horizon = s(30);
+    c.velocity.min_count = 5;
+    c.velocity.z_fire = 3.0;
+    c.velocity.z_clear = 1.0;
+    c.velocity.tiers = vec![2.0, 4.0, 8.0];
+    c.velocity.clear_after = 2;
+    c.velocity.cooldown = s(60);
+    c.velocity.warmup = s(120);
+    c.velocity.baseline_half_life = s(300);
+    c.trending.tiers = vec![50.0, 100.0, 200.0];
+    c.trending.min_ratio = 1.5;
+    c.trending.clear_fraction = 0.5;
+    c.trending.clear_after = 2;
+    c.trending.cooldown = s(120);
+    c.trending.warmup = s(180);
+    c.trending.baseline_half_life = s(600);
+    c.validate().unwrap();
+    c
+}
+
+#[derive(Clone, Debug)]
+struct Ev {
+    id: String,
+    video: String,
+    kind: EventKind,
+    t: i64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Ep {
+    active: bool,
+    cooling: bool,
+    tier: usize,
+    calm: u32,
+    start: i64,
+    cooldown_until: i64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Base {
+    mean: f64,
+    var: f64,
+    obs: u32,
+}
+
+impl Base {
+    fn step(&mut self, x: f64, decay: f64) {
+        self.obs += 1;
+        let diff = x - self.mean;
+        let incr = (1.0 - decay) * diff;
+        self.mean += incr;
+        self.var = decay * (self.var + diff * incr);
+    }
+    fn warm_decay(&self, decay: f64) -> f64 {
+        (1.0 - 1.0 / (f64::from(self.obs) + 1.0)).min(decay)
+    }
+}
+
+struct RefVideo {
+    id: String,
+    likes: BTreeMap<i64, i64>,
+    score: BTreeMap<i64, i64>,
+    events: u32,
+    vb: Base,
+    tb: Base,
+    vel: Ep,
+    tr: Ep,
+}
+
+/// One alert as the comparison sees it.
+type Key = (i64, String, AlertType, u32, i64, i64);
+
+struct Reference {
+    c: EngineConfig,
+    b: i64,
+    n: i64,
+    s: i64,
+    m: i64,
+    l: i64,
+    started: Option<i64>,
+    max: i64,
+    wm: i64,
+    next_bucket: i64,
+    next_slot: i64,
+    seen: HashSet<String>,
+    videos: Vec<RefVideo>,
+    alerts: Vec<Key>,
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+fn lifecycle(
+    ep: &mut Ep,
+    at: i64,
+    cooldown: i64,
+    clear_after: u32,
+    fire: Option<usize>,
+    escalate: Option<usize>,
+    calm: bool,
+) -> Option<(bool, usize)> {
+    if ep.cooling && at >= ep.cooldown_until {
+        ep.cooling = false;
+    }
+    if ep.cooling {
+        return None;
+    }
+    if !ep.active {
+        let t = fire?;
+        *ep = Ep {
+            active: true,
+            tier: t,
+            start: at,
+            ..Ep::default()
+        };
+        return Some((false, t));
+    }
+    if let Some(t) = escalate {
+        if t > ep.tier {
+            ep.tier = t;
+            ep.calm = 0;
+            return Some((false, t));
+        }
+    }
+    ep.calm = if calm { ep.calm + 1 } else { 0 };
+    if ep.calm >= clear_after {
+        ep.active = false;
+        ep.cooling = true;
+        ep.cooldown_until = at + cooldown;
+        ep.calm = 0;
+        return Some((true, ep.tier));
+    }
+    None
+}
+
+impl Reference {
+    fn new(c: EngineConfig) -> Self {
+        let w = &c.windows;
+        Self {
+            b: ms(w.bucket),
+            n: ms(w.velocity_window) / ms(w.bucket),
+            s: ms(w.trending_slot),
+            m: ms(w.trending_window) / ms(w.trending_slot),
+            l: ms(w.allowed_lateness),
+            c,
+            started: None,
+            max: 0,
+            wm: 0,
+            next_bucket: 0,
+            next_slot: 0,
+            seen: HashSet::new(),
+            videos: Vec::new(),
+            alerts: Vec::new(),
+        }
+    }
+
+    fn apply(&mut self, e: &Ev) -> Verdict {
+        match self.started {
+            None => {
+                self.started = Some(e.t);
+                self.max = e.t;
+                self.wm = e.t - self.l;
+                self.next_bucket = self.wm.div_euclid(self.b);
+                self.next_slot = self.wm.div_euclid(self.s);
+            }
+            Some(_) if e.t > self.max => {
+                self.max = e.t;
+                if e.t - self.l > self.wm {
+                    self.advance(e.t - self.l);
+                }
+            }
+            Some(_) => {}
+        }
+        if e.t < self.wm {
+            return Verdict::Late;
+        }
+        if !self.seen.insert(e.id.clone()) {
+            return Verdict::Duplicate;
+        }
+        let pos = match self.videos.iter().position(|v| v.id == e.video) {
+            Some(p) => p,
+            None => {
+                self.videos.push(RefVideo {
+                    id: e.video.clone(),
+                    likes: BTreeMap::new(),
+                    score: BTreeMap::new(),
+                    events: 0,
+                    vb: Base::default(),
+                    tb: Base::default(),
+                    vel: Ep::default(),
+                    tr: Ep::default(),
+                });
+                self.videos.len() - 1
+            }
+        };
+        let wt = &self.c.trending.weights;
+        let (like, weight) = match e.kind {
+            EventKind::View => (0, wt.view as i64),
+            EventKind::Like => (1, wt.like as i64),
+            EventKind::Unlike => (-1, -(wt.like as i64)),
+            EventKind::Share => (0, wt.share as i64),
+            EventKind::Comment => (0, wt.comment as i64),
+        };
+        let v = &mut self.videos[pos];
+        v.events += 1;
+        *v.likes.entry(e.t.div_euclid(self.b)).or_default() += like;
+        *v.score.entry(e.t.div_euclid(self.s)).or_default() += weight;
+        Verdict::Counted
+    }
+
+    fn advance(&mut self, wm: i64) {
+        self.wm = wm;
+        loop {
+            let be = (self.next_bucket + 1) * self.b;
+            let se = (self.next_slot + 1) * self.s;
+            if be <= wm && be <= se {
+                let c = self.next_bucket;
+                self.next_bucket += 1;
+                self.close_bucket(c);
+            } else if se <= wm {
+                let c = self.next_slot;
+                self.next_slot += 1;
+                self.close_slot(c);
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn close_bucket(&mut self, c: i64) {
+        let cfg = self.c.velocity.clone();
+        let decay =
+            (-(self.b as f64) / ms(cfg.baseline_half_life) as f64 * std::f64::consts::LN_2).exp();
+        let started = self.started.unwrap();
+        let warm = (c + 1) * self.b - started >= ms(cfg.warmup);
+        let (n, b, wm) = (self.n, self.b, self.wm);
+        for v in &mut self.videos {
+            let sum = |from: i64, to: i64| v.likes.range(from..=to).map(|(_, x)| *x).sum::<i64>();
+            let x = sum(c - n + 1, c);
+            let prev = sum(c - 2 * n + 1, c - n);
+            let sd = v.vb.var.max(0.0).sqrt();
+            let mean = v.vb.mean.max(0.0);
+            let denom = sd.max(mean.sqrt()).max(cfg.sigma_floor);
+            let z = (x as f64 - mean) / denom;
+            let ratio = x as f64 / mean.max(1.0);
+            let tier = cfg.tiers.iter().rposition(|&t| ratio >= t);
+            let growth = x as f64 / prev.max(1) as f64;
+            let fires = warm
+                && x >= i64::from(cfg.min_count)
+                && z >= cfg.z_fire
+                && growth >= cfg.min_growth;
+            let cooldown = ms(cfg.cooldown).div_euclid(b) + i64::from(ms(cfg.cooldown) % b != 0);
+            if let Some((ended, t)) = lifecycle(
+                &mut v.vel,
+                c,
+                cooldown,
+                cfg.clear_after,
+                if fires { tier } else { None },
+                if z >= cfg.z_fire { tier } else { None },
+                z < cfg.z_clear,
+            ) {
+                let ty = if ended {
+                    AlertType::ViralVelocityEnded
+                } else {
+                    AlertType::ViralVelocity
+                };
+                self.alerts
+                    .push((wm, v.id.clone(), ty, t as u32, (v.vel.start + 1) * b, x));
+            }
+            if warm {
+                let cap = mean + cfg.z_fire * denom;
+                v.vb.step((x as f64).min(cap), decay);
+            } else {
+                let d = v.vb.warm_decay(decay);
+                v.vb.step(x as f64, d);
+            }
+        }
+    }
+
+    fn close_slot(&mut self, c: i64) {
+        let cfg = self.c.trending.clone();
+        let decay =
+            (-(self.s as f64) / ms(cfg.baseline_half_life) as f64 * std::f64::consts::LN_2).exp();
+        let started = self.started.unwrap();
+        let warm = (c + 1) * self.s - started >= ms(cfg.warmup);
+        let (m, s, wm) = (self.m, self.s, self.wm);
+        for v in &mut self.videos {
+            let x: i64 = v.score.range(c - m + 1..=c).map(|(_, x)| *x).sum();
+            let mean = v.tb.mean.max(0.0);
+            let ratio = x as f64 / mean.max(1.0);
+            let tier = cfg.tiers.iter().rposition(|&t| x as f64 >= t);
+            let above = warm && ratio >= cfg.min_ratio;
+            let calm = (x as f64) < cfg.tiers[0] * cfg.clear_fraction
+                || ratio < 1.0 + (cfg.min_ratio - 1.0) * cfg.clear_fraction;
+            let cooldown = ms(cfg.cooldown).div_euclid(s) + i64::from(ms(cfg.cooldown) % s != 0);
+            if let Some((ended, t)) = lifecycle(
+                &mut v.tr,
+                c,
+                cooldown,
+                cfg.clear_after,
+                if above { tier } else { None },
+                if above { tier } else { None },
+                calm,
+            ) {
+                let ty = if ended {
+                    AlertType::TrendingEnded
+                } else {
+                    AlertType::Trending
+                };
+                self.alerts
+                    .push((wm, v.id.clone(), ty, t as u32, (v.tr.start + 1) * s, x));
+            }
+            let d = if warm { decay } else { v.tb.warm_decay(decay) };
+            v.tb.step(x as f64, d);
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.started.is_none() {
+            return;
+        }
+        let span = (2 * self.n + i64::from(self.c.velocity.clear_after) + 2) * self.b
+            + (self.m + i64::from(self.c.trending.clear_after) + 2) * self.s;
+        let target = self.wm + span;
+        while self.wm < target {
+            let next = (self.wm + self.b).min(target);
+            self.advance(next);
+        }
+    }
+}
+
+fn key(a: &Alert) -> Key {
+    (
+        a.detected_at,
+        a.video_id.clone(),
+        a.alert_type,
+        a.tier,
+        a.episode_start,
+        a.count,
+    )
+}
+
+fn sorted(mut v: Vec<Key>) -> Vec<Key> {
+    v.sort();
+    v
+}
+
+/// Random streams: a handful of videos, each with a base like rate and maybe a burst;
+/// delivery jitter (some beyond the lateness), and re-deliveries.
+fn stream() -> impl Strategy<Value = Vec<Ev>> {
+    let video = (
+        0u32..30,
+        prop::option::of((0i64..1_200_000, 20_000i64..200_000, 5u32..60)),
+    );
+    (prop::collection::vec(video, 1..6), any::<u64>(), 5u32..25).prop_map(
+        |(videos, seed, minutes)| {
+            let mut rng = seed | 1;
+            let mut next = move || {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng
+            };
+            let span = i64::from(minutes) * 60_000;
+            let mut evs: Vec<(i64, Ev)> = Vec::new();
+            let mut id = 0u64;
+            for (vi, (per_min, burst)) in videos.iter().enumerate() {
+                let mut push = |t: i64, rnd: u64, evs: &mut Vec<(i64, Ev)>| {
+                    id += 1;
+                    let kind = match rnd % 20 {
+                        0..=9 => EventKind::Like,
+                        10 => EventKind::Unlike,
+                        11..=16 => EventKind::View,
+                        17 | 18 => EventKind::Share,
+                        _ => EventKind::Comment,
+                    };
+                    evs.push((
+                        t,
+                        Ev {
+                            id: format!("e{id}"),
+                            video: format!("v{vi}"),
+                            kind,
+                            t: T0 + t,
+                        },
+                    ));
+                };
+                if *per_min > 0 {
+                    let step = 60_000 / i64::from(*per_min);
+                    let mut t = (next() % step as u64) as i64;
+                    while t < span {
+                        let r = next();
+                        push(t, r, &mut evs);
+                        t += step;
+                    }
+                }
+                if let Some((start, len, per_sec)) = burst {
+                    let step = 1_000 / i64::from(*per_sec);
+                    let mut t = *start;
+                    while t < (*start + *len).min(span) {
+                        let r = next();
+                        push(t, r, &mut evs);
+                        t += step.max(1);
+                    }
+                }
+            }
+            // Delivery order: most on time, some jittered within lateness, a few late.
+            let mut delivered: Vec<(i64, u64, Ev)> = evs
+                .into_iter()
+                .map(|(t, e)| {
+                    let r = next();
+                    let delay = match r % 100 {
+                        0..=79 => 0,
+                        80..=97 => (r >> 8) as i64 % 4_000,
+                        _ => 6_000 + (r >> 8) as i64 % 40_000,
+                    };
+                    (t + delay, r, e)
+                })
+                .collect();
+            delivered.sort_by_key(|d| (d.0, d.1));
+            let mut out: Vec<Ev> = Vec::with_capacity(delivered.len() + 16);
+            for (_, r, e) in delivered {
+                out.push(e);
+                if r % 97 == 0 {
+                    // Re-deliver a recent event.
+                    let back = (r >> 16) as usize % out.len().min(20);
+                    let dup = out[out.len() - 1 - back].clone();
+                    out.push(dup);
+                }
+            }
+            out
+        },
+    )
+}
+
+fn run_engine(
+    evs: &[Ev],
+    cuts: &[usize],
+    ticks: bool,
+) -> (Vec<Verdict>, Vec<Alert>, PartitionState) {
+    let mut state = PartitionState::new(config()).unwrap();
+    let mut alerts = Vec::new();
+    let mut verdicts = Vec::new();
+    let mut wall = 9_000_000_000_000;
+    let mut start = 0;
+    let mut ends: Vec<usize> = cuts.iter().map(|c| c % (evs.len() + 1)).collect();
+    ends.push(evs.len());
+    ends.sort_unstable();
+    for end in ends {
+        for e in &evs[start..end.max(start)] {
+            let r = EventRef {
+                event_id: &e.id,
+                video_id: &e.video,
+                creator_id: "c",
+                kind: e.kind,
+                event_time: e.t,
+            };
+            verdicts.push(state.apply(&r, &mut alerts));
+        }
+        start = end.max(start);
+        if ticks {
+            // Ticks a second apart, never idle_timeout without events: they change nothing.
+            wall += 1_000;
+            state.tick(wall, &mut alerts);
+        }
+    }
+    state.finish(&mut alerts);
+    (verdicts, alerts, state)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn engine_matches_the_naive_model(evs in stream()) {
+        let mut model = Reference::new(config());
+        let expected_verdicts: Vec<Verdict> = evs.iter().map(|e| model.apply(e)).collect();
+        let (verdicts, alerts, state) = run_engine(&evs, &[], false);
+        prop_assert_eq!(&verdicts, &expected_verdicts);
+        // Window counts at the end of the stream, before the final drain.
+        let mut live = PartitionState::new(config()).unwrap();
+        let mut sink = Vec::new();
+        for e in &evs {
+            live.apply(&EventRef { event_id: &e.id, video_id: &e.video, creator_id: "c", kind: e.kind, event_time: e.t }, &mut sink);
+        }
+        for v in &model.videos {
+            let counts = live.video_counts(&v.id).unwrap();
+            prop_assert_eq!(counts.events, v.events);
+            let c = model.next_bucket - 1;
+            let likes: i64 = v.likes.range(c - model.n + 1..=c).map(|(_, x)| *x).sum();
+            prop_assert_eq!(counts.window_likes, likes, "likes window of {}", v.id);
+            let s = model.next_slot - 1;
+            let score: i64 = v.score.range(s - model.m + 1..=s).map(|(_, x)| *x).sum();
+            prop_assert_eq!(counts.window_score, score, "score window of {}", v.id);
+        }
+        model.finish();
+        if std::env::var_os("TW_DEBUG").is_some() {
+            eprintln!("events={} alerts={} late={} dups={}", evs.len(), alerts.len(), state.stats().late, state.stats().duplicates);
+        }
+        let got = sorted(alerts.iter().map(key).collect());
+        prop_assert_eq!(got, sorted(model.alerts.clone()));
+        let stats = state.stats();
+        prop_assert_eq!(stats.late as usize, expected_verdicts.iter().filter(|v| **v == Verdict::Late).count());
+        prop_assert_eq!(stats.duplicates as usize, expected_verdicts.iter().filter(|v| **v == Verdict::Duplicate).count());
+    }
+
+    #[test]
+    fn batching_ticks_and_snapshots_change_nothing(evs in stream(), cuts in prop::collection::vec(any::<usize>(), 0..20), snap_at in any::<usize>()) {
+        let (v1, a1, s1) = run_engine(&evs, &[], false);
+        let (v2, a2, s2) = run_engine(&evs, &cuts, true);
+        prop_assert_eq!(&v1, &v2);
+        prop_assert_eq!(&a1, &a2);
+        prop_assert_eq!(s1.video_totals(), s2.video_totals());
+
+        // Stop at any point, snapshot, restore, continue: same outcome.
+        let cut = snap_at % (evs.len() + 1);
+        let mut state = PartitionState::new(config()).unwrap();
+        let mut alerts = Vec::new();
+        let apply = |state: &mut PartitionState, alerts: &mut Vec<Alert>, e: &Ev| {
+            state.apply(&EventRef { event_id: &e.id, video_id: &e.video, creator_id: "c", kind: e.kind, event_time: e.t }, alerts)
+        };
+        for e in &evs[..cut] {
+            apply(&mut state, &mut alerts, e);
+        }
+        let mut restored = PartitionState::from_bytes(config(), &state.to_bytes()).unwrap();
+        for e in &evs[cut..] {
+            apply(&mut restored, &mut alerts, e);
+        }
+        restored.finish(&mut alerts);
+        prop_assert_eq!(&alerts, &a1);
+    }
+}
