@@ -144,12 +144,10 @@ fn lifecycle(
         };
         return Some((false, t));
     }
-    if let Some(t) = escalate {
-        if t > ep.tier {
-            ep.tier = t;
-            ep.calm = 0;
-            return Some((false, t));
-        }
+    if let Some(t) = escalate.filter(|&t| t > ep.tier) {
+        ep.tier = t;
+        ep.calm = 0;
+        return Some((false, t));
     }
     ep.calm = if calm { ep.calm + 1 } else { 0 };
     if ep.calm >= clear_after {
