@@ -1,10 +1,11 @@
 //! De-duplication of re-delivered events by `event_id`, bounded in event time.
 //!
 //! A re-delivery carries the same event time as its original, so ids are kept in
-//! generations keyed by event time (`event_time / horizon`). One look-up per event, and a
-//! whole generation is dropped at once when the watermark has left it `horizon` behind:
-//! memory is bounded by the events of at most three generations. Anything older than the
-//! watermark is late and never counted, so the horizon only has to cover the lateness.
+//! one-second generations keyed by event time. One look-up per event, in a set small
+//! enough to stay in cache (consecutive events have close event times), and a whole
+//! generation is dropped at once when the watermark has left it `horizon` behind: memory
+//! is bounded by the events of `horizon` plus a second. Anything older than the watermark
+//! is late and never counted, so the horizon only has to cover the lateness.
 
 use std::collections::VecDeque;
 
@@ -13,10 +14,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::hash::Prehashed;
 
+/// Event-time width of one generation.
+const GENERATION_MS: i64 = 1_000;
+
 /// The set of recently seen event-id hashes.
 #[derive(Debug, Default)]
 pub(crate) struct EventDedup {
     horizon_ms: i64,
+    /// Size of the last generation created, to pre-size the next one.
+    last_len: usize,
     /// Generations in ascending order of their index.
     generations: VecDeque<(i64, HashSet<u64, Prehashed>)>,
 }
@@ -25,19 +31,23 @@ impl EventDedup {
     pub(crate) fn new(horizon_ms: i64) -> Self {
         Self {
             horizon_ms,
+            last_len: 0,
             generations: VecDeque::new(),
         }
     }
 
     /// Records `id_hash` for an event at `event_time`; false if it was seen already.
     pub(crate) fn insert(&mut self, id_hash: u64, event_time: i64) -> bool {
-        let generation = event_time.div_euclid(self.horizon_ms);
+        let generation = event_time.div_euclid(GENERATION_MS);
         let pos = match self.generations.iter().rposition(|(g, _)| *g <= generation) {
             Some(p) if self.generations[p].0 == generation => p,
             found => {
                 let at = found.map_or(0, |p| p + 1);
-                self.generations
-                    .insert(at, (generation, HashSet::with_hasher(Prehashed::default())));
+                if let Some((_, newest)) = self.generations.back() {
+                    self.last_len = newest.len();
+                }
+                let set = HashSet::with_capacity_and_hasher(self.last_len, Prehashed::default());
+                self.generations.insert(at, (generation, set));
                 at
             }
         };
@@ -46,7 +56,7 @@ impl EventDedup {
 
     /// Forgets generations that ended more than a horizon before `watermark`.
     pub(crate) fn expire(&mut self, watermark: i64) {
-        let oldest_kept = (watermark - self.horizon_ms).div_euclid(self.horizon_ms);
+        let oldest_kept = (watermark - self.horizon_ms).div_euclid(GENERATION_MS);
         while self
             .generations
             .front()
@@ -88,6 +98,7 @@ impl EventDedup {
             .collect();
         Self {
             horizon_ms,
+            last_len: 0,
             generations,
         }
     }

@@ -1,0 +1,122 @@
+//! Engine throughput on one core over a Zipf stream (events already decoded), and memory
+//! per tracked video. The decode-inclusive figure is in `crates/cli/benches/pipeline.rs`.
+//!
+//! `cargo bench -p trendwatch-core --bench engine`
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Zipf};
+use trendwatch_core::{EngineConfig, EventKind, EventRef, PartitionState};
+
+const T0: i64 = 1_767_571_200_000;
+
+struct Owned {
+    id: String,
+    video: String,
+    creator: String,
+    kind: EventKind,
+    t: i64,
+}
+
+/// `n` events over `videos` Zipf(1.0)-popular videos, 100k events per second of event time.
+fn stream(n: usize, videos: u64) -> Vec<Owned> {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let zipf = Zipf::new(videos as f64, 1.0).unwrap();
+    (0..n)
+        .map(|i| {
+            let v = zipf.sample(&mut rng) as u64;
+            let kind = match rng.random_range(0..100) {
+                0..=84 => EventKind::View,
+                85..=93 => EventKind::Like,
+                94 => EventKind::Unlike,
+                95..=97 => EventKind::Share,
+                _ => EventKind::Comment,
+            };
+            Owned {
+                id: format!("e{i:012}"),
+                video: format!("v{v:07}"),
+                creator: format!("c{:06}", v / 5),
+                kind,
+                t: T0 + (i as i64) / 100,
+            }
+        })
+        .collect()
+}
+
+fn feed(state: &mut PartitionState, events: &[Owned]) -> usize {
+    let mut alerts = Vec::new();
+    for e in events {
+        state.apply(
+            &EventRef {
+                event_id: &e.id,
+                video_id: &e.video,
+                creator_id: &e.creator,
+                kind: e.kind,
+                event_time: e.t,
+            },
+            &mut alerts,
+        );
+    }
+    alerts.len()
+}
+
+fn throughput(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engine_apply");
+    group.sample_size(10);
+    for (label, videos) in [
+        ("zipf_10k_videos", 10_000u64),
+        ("zipf_1m_videos", 1_000_000),
+    ] {
+        let events = stream(2_000_000, videos);
+        group.throughput(Throughput::Elements(events.len() as u64));
+        group.bench_function(label, |b| {
+            b.iter_batched(
+                || PartitionState::new(EngineConfig::default()).unwrap(),
+                |mut state| feed(&mut state, &events),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Bytes per tracked video: 1M distinct videos, one event each, measured both by the
+/// state's own accounting and by the growth of the process's resident set.
+fn memory_per_video(_: &mut Criterion) {
+    let n = 1_000_000usize;
+    let events: Vec<Owned> = (0..n)
+        .map(|i| Owned {
+            id: format!("e{i:012}"),
+            video: format!("v{i:07}"),
+            creator: format!("c{:06}", i / 5),
+            kind: EventKind::Like,
+            t: T0 + i as i64,
+        })
+        .collect();
+    let before = rss_bytes();
+    let mut state = PartitionState::new(EngineConfig::default()).unwrap();
+    feed(&mut state, &events);
+    let after = rss_bytes();
+    let tracked = state.tracked_videos();
+    let dedup = state.dedup_entries();
+    println!(
+        "memory: {tracked} tracked videos; accounted {} B/video (incl. {dedup} dedup ids); RSS growth {} B/video",
+        state.memory_bytes() / tracked,
+        after.saturating_sub(before) / tracked,
+    );
+}
+
+criterion_group!(benches, throughput, memory_per_video);
+criterion_main!(benches);
