@@ -1,6 +1,23 @@
-//! trendwatch's wire contract (being written).
+//! trendwatch's wire contract.
+//!
+//! - [`pb`]: code generated from `proto/trendwatch/v1` (protox + prost-build, no protoc).
+//! - [`decode_event`] / [`decode_event_json`]: events from bytes into a [`DecodedEvent`]
+//!   that borrows its ids (the protobuf path walks the wire format and never allocates);
+//!   [`DecodedEvent::validate`] turns it into the engine's [`trendwatch_core::EventRef`] or
+//!   a [`Rejection`] with a stable reason code.
+//! - [`EventRecord`] and [`AlertRecord`]: owned records with both encodings.
+//! - [`files`]: event and alert files in both forms of the contract.
 
-use trendwatch_core::{EventKind, EventRef};
+mod decode;
+mod error;
+pub mod files;
+mod record;
+mod validate;
+
+pub use decode::{DecodedEvent, decode_event, decode_event_json, kind_value};
+pub use error::{ProtoError, Rejection, Result};
+pub use record::{AlertRecord, EventRecord};
+pub use validate::{ValidationConfig, event_kind, kind_number};
 
 /// Code generated from `proto/trendwatch/v1`.
 #[allow(missing_docs, clippy::all)]
@@ -8,32 +25,17 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/trendwatch.v1.rs"));
 }
 
-/// An owned engagement event, as producers write it (the engine works on [`EventRef`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EventRecord {
-    /// Unique per event.
-    pub event_id: String,
-    /// The video engaged with; the Kafka key.
-    pub video_id: String,
-    /// The video's creator.
-    pub creator_id: String,
-    /// Who engaged; optional, never logged.
-    pub user_id: Option<String>,
-    /// What happened.
-    pub kind: EventKind,
-    /// Event time, ms since the epoch.
-    pub event_time: i64,
-}
-
-impl EventRecord {
-    /// Borrows the record as the engine's view of it.
-    pub fn as_ref(&self) -> EventRef<'_> {
-        EventRef {
-            event_id: &self.event_id,
-            video_id: &self.video_id,
-            creator_id: &self.creator_id,
-            kind: self.kind,
-            event_time: self.event_time,
-        }
+/// Decodes `bytes` in `format`, after checking the size limit.
+pub fn decode_in<'a>(
+    bytes: &'a [u8],
+    format: files::Format,
+    cfg: &ValidationConfig,
+) -> std::result::Result<DecodedEvent<'a>, Rejection> {
+    if bytes.len() > cfg.max_message_bytes {
+        return Err(Rejection::TooLarge(bytes.len()));
+    }
+    match format {
+        files::Format::Protobuf => decode_event(bytes),
+        files::Format::Json => decode_event_json(bytes),
     }
 }
