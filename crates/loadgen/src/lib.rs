@@ -1,3 +1,210 @@
-//! The trendwatch load generator (being written).
+//! The trendwatch load generator: deterministic, realistic engagement workloads with the
+//! ground truth to score a detector against.
+//!
+//! [`model`] describes the workload (Zipf popularity, daily rhythm, viral episodes of three
+//! shapes, three classes of decoys, disorder, late and duplicate deliveries); [`truth`] the
+//! JSON written next to the events; [`run`] is the command both `trendwatch-loadgen` and
+//! `trendwatch loadgen` execute.
 
+pub mod model;
 pub mod truth;
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use trendwatch_proto::files::EventFileWriter;
+
+pub use model::{Workload, generate};
+pub use truth::GroundTruth;
+
+/// Options of the load generator (flattened into both command lines).
+#[derive(Clone, Debug, clap::Args)]
+pub struct LoadgenArgs {
+    /// Events file to write: `.pb` (length-delimited protobuf) or `.jsonl` (JSON lines).
+    #[arg(long, default_value = "out/events.pb")]
+    pub out: PathBuf,
+    /// Ground-truth JSON to write (default: `truth.json` beside the events file).
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// Distinct videos.
+    #[arg(long, default_value_t = 100_000)]
+    pub videos: u64,
+    /// Background events (episodes and decoys add theirs on top). Ignored if --rate is given.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Background events per second of simulated time; overrides --events.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Simulated time span, e.g. "2h", "90m".
+    #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Event time of the start: RFC 3339 (2026-01-05T00:00:00Z) or ms since the epoch.
+    #[arg(long, default_value = "2026-01-05T00:00:00Z")]
+    pub start: String,
+    /// Seed: the same seed and options give byte-identical files.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Viral episodes to inject.
+    #[arg(long, default_value_t = 50)]
+    pub episodes: u32,
+    /// Decoys of each class (popular_steady, view_bot_burst, cold_blip).
+    #[arg(long, default_value_t = 50)]
+    pub decoys: u32,
+    /// The consumer's allowed lateness: disorder stays inside it, late events go beyond.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub lateness: Duration,
+    /// Fraction of events delivered out of order within the lateness.
+    #[arg(long, default_value_t = 0.05)]
+    pub disorder_fraction: f64,
+    /// Fraction of events delivered beyond the lateness.
+    #[arg(long, default_value_t = 0.002)]
+    pub late_fraction: f64,
+    /// Fraction of events delivered twice.
+    #[arg(long, default_value_t = 0.005)]
+    pub dup_fraction: f64,
+    /// Zipf exponent of video popularity.
+    #[arg(long, default_value_t = 1.0)]
+    pub zipf: f64,
+}
+
+impl LoadgenArgs {
+    /// The workload these options describe.
+    pub fn workload(&self) -> anyhow::Result<Workload> {
+        let start_ms = match self.start.parse::<i64>() {
+            Ok(ms) => ms,
+            Err(_) => {
+                let t = humantime::parse_rfc3339_weak(&self.start)
+                    .with_context(|| format!("--start {:?}: not RFC 3339 or ms", self.start))?;
+                let since = t
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .context("--start before 1970")?;
+                i64::try_from(since.as_millis()).context("--start out of range")?
+            }
+        };
+        let duration_ms =
+            i64::try_from(self.duration.as_millis()).context("--duration too long")?;
+        anyhow::ensure!(
+            duration_ms >= 60_000,
+            "--duration must be at least a minute"
+        );
+        for (name, f) in [
+            ("--disorder-fraction", self.disorder_fraction),
+            ("--late-fraction", self.late_fraction),
+            ("--dup-fraction", self.dup_fraction),
+        ] {
+            anyhow::ensure!((0.0..=0.5).contains(&f), "{name} must be between 0 and 0.5");
+        }
+        anyhow::ensure!(self.videos >= 100, "--videos must be at least 100");
+        let events = match self.rate {
+            Some(r) => (r * duration_ms as f64 / 1_000.0) as u64,
+            None => self.events,
+        };
+        Ok(Workload {
+            videos: self.videos,
+            events,
+            duration_ms,
+            start_ms,
+            seed: self.seed,
+            episodes: self.episodes,
+            decoys_per_class: self.decoys,
+            lateness_ms: i64::try_from(self.lateness.as_millis()).unwrap_or(10_000),
+            disorder_fraction: self.disorder_fraction,
+            late_fraction: self.late_fraction,
+            dup_fraction: self.dup_fraction,
+            zipf: self.zipf,
+        })
+    }
+}
+
+/// What a run wrote.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    /// The events file.
+    pub events_path: PathBuf,
+    /// The ground-truth file.
+    pub truth_path: PathBuf,
+    /// The truth (with its counts).
+    pub truth: GroundTruth,
+    /// Size of the events file.
+    pub bytes: u64,
+    /// Wall time taken.
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.truth.counts;
+        write!(
+            f,
+            "wrote {} events ({} unique, {} duplicates, {} out of order, {} late) over {} videos with {} viral episodes and {} decoys to {} ({:.1} MB) and the ground truth to {} in {:.1}s",
+            c.events_written,
+            c.unique_events,
+            c.duplicates,
+            c.out_of_order,
+            c.late,
+            self.truth.videos,
+            self.truth.episodes.len(),
+            self.truth.decoys.len(),
+            self.events_path.display(),
+            self.bytes as f64 / 1e6,
+            self.truth_path.display(),
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Generates the workload the options describe and writes the events and the truth.
+pub fn run(args: &LoadgenArgs) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let workload = args.workload()?;
+    let truth_path = args
+        .truth
+        .clone()
+        .unwrap_or_else(|| args.out.with_file_name("truth.json"));
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(workload.events);
+        bar.set_style(
+            ProgressStyle::with_template("{msg:10} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message("generating");
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let (events, truth) = generate(&workload, |done, total| {
+        bar.set_length(total.max(done));
+        bar.set_position(done);
+    });
+    bar.set_message("writing");
+    bar.set_length(events.len() as u64);
+    bar.set_position(0);
+    let mut writer = EventFileWriter::create(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    for (i, e) in events.iter().enumerate() {
+        writer.write(e)?;
+        if i % 65_536 == 0 {
+            bar.set_position(i as u64);
+        }
+    }
+    writer.finish()?;
+    bar.finish_and_clear();
+    if let Some(dir) = truth_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&truth_path, serde_json::to_vec_pretty(&truth)?)
+        .with_context(|| format!("writing {}", truth_path.display()))?;
+    let bytes = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
+    Ok(Summary {
+        events_path: args.out.clone(),
+        truth_path,
+        truth,
+        bytes,
+        elapsed: started.elapsed(),
+    })
+}
