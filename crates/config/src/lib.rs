@@ -1,1 +1,201 @@
-//! Placeholder until this crate lands.
+//! The one configuration tree of trendwatch.
+//!
+//! Precedence, lowest first: the defaults of every section, then a TOML file, then
+//! environment variables `TRENDWATCH__SECTION__KEY` (double underscores separate levels:
+//! `TRENDWATCH__ENGINE__VELOCITY__Z_FIRE=5`, `TRENDWATCH__ENGINE__WINDOWS__BUCKET=5s`), then
+//! command-line flags applied by the binary. Unknown keys are errors, and [`Config::validate`]
+//! reports every problem at once, each naming its key.
+
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use trendwatch_core::EngineConfig;
+use trendwatch_proto::ValidationConfig;
+
+/// The environment prefix of configuration overrides.
+pub const ENV_PREFIX: &str = "TRENDWATCH__";
+
+/// Everything trendwatch can be configured with.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The engine: windows, detectors, memory bounds.
+    pub engine: EngineConfig,
+    /// Limits on incoming events.
+    pub validation: ValidationConfig,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an override could not be read or does not fit the tree.
+    #[error("{0}")]
+    Load(String),
+    /// The configuration loaded but is not valid; every problem is listed.
+    #[error("invalid configuration:\n  {}", .0.join("\n  "))]
+    Invalid(Vec<String>),
+}
+
+impl ConfigError {
+    /// Whether retrying could help: never, the configuration must change.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
+/// The config crate's result type.
+pub type Result<T> = std::result::Result<T, ConfigError>;
+
+impl Config {
+    /// Loads defaults ← `file` ← `env` (pairs of name and value, e.g. `std::env::vars()`),
+    /// then validates.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Load(format!(
+                    "{}: no such file",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix(ENV_PREFIX)
+                    .map(|rest| (rest.to_ascii_lowercase().replace("__", "."), v))
+            })
+            .collect();
+        for (key, value) in overrides {
+            // A value is read as TOML (`7.5`, `true`, `[5.0, 20.0]`), else taken as a string
+            // (`5s`, `exactly-once`).
+            let parsed = format!("v = {value}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(value));
+            figment = figment.merge(Serialized::default(&key, parsed));
+        }
+        let config: Config = figment.extract().map_err(|e| {
+            let all: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            ConfigError::Load(all.join("; "))
+        })?;
+        config.validate().map_err(ConfigError::Invalid)?;
+        Ok(config)
+    }
+
+    /// Every problem with the configuration, each naming its key.
+    pub fn validate(&self) -> std::result::Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        if let Err(e) = self.engine.validate() {
+            errors.extend(e);
+        }
+        if let Err(e) = self.validation.validate() {
+            errors.extend(e);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_validate() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        assert_eq!(Config::load(None, env(&[])).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn environment_overrides_nested_durations_and_floats() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("TRENDWATCH__ENGINE__WINDOWS__BUCKET", "5s"),
+                ("TRENDWATCH__ENGINE__WINDOWS__VELOCITY_WINDOW", "30s"),
+                ("TRENDWATCH__ENGINE__VELOCITY__Z_FIRE", "7.5"),
+                ("TRENDWATCH__ENGINE__VELOCITY__MIN_COUNT", "12"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.engine.windows.bucket, Duration::from_secs(5));
+        assert_eq!(c.engine.velocity.z_fire, 7.5);
+        assert_eq!(c.engine.velocity.min_count, 12);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let dir = std::env::temp_dir().join(format!("twcfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "[engine.velocity]\nz_fyre = 3\n").unwrap();
+        let err = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("z_fyre"), "{err}");
+    }
+
+    #[test]
+    fn several_errors_are_reported_together() {
+        let err = Config::load(
+            None,
+            env(&[
+                ("TRENDWATCH__ENGINE__VELOCITY__Z_CLEAR", "9"),
+                ("TRENDWATCH__VALIDATION__MAX_ID_BYTES", "0"),
+            ]),
+        )
+        .unwrap_err();
+        match err {
+            ConfigError::Invalid(all) => {
+                assert_eq!(all.len(), 2, "{all:#?}");
+                assert!(all[0].starts_with("engine.velocity.z_clear"));
+                assert!(all[1].starts_with("validation.max_id_bytes"));
+            }
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn shipped_config_files_parse_and_equal_their_claims() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let c = Config::load(Some(&path), env(&[])).unwrap();
+                if path
+                    .file_name()
+                    .is_some_and(|n| n == "trendwatch.example.toml")
+                {
+                    assert_eq!(c, Config::default(), "the example must show the defaults");
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen >= 1);
+    }
+}

@@ -1,0 +1,296 @@
+//! Scoring a replay against ground truth.
+//!
+//! - An **alert episode** is a distinct `(video_id, episode_start)` of non-ENDED
+//!   VIRAL_VELOCITY alerts (escalations of one episode count once). Its detection time is
+//!   the earliest `detected_at` among them.
+//! - A truth episode is **detected** by an alert episode on its video whose detection time
+//!   lies in `[onset_ms, end_ms + 5 min]`; its **delay** is that time minus `start_ms` (the
+//!   instant its extra like rate reached 10% of peak), in seconds, signed (negative: caught
+//!   before the 10% mark). The earliest matching alert episode counts.
+//! - **Precision** = alert episodes matching some truth episode / all alert episodes.
+//!   **Recall** = detected truth episodes / truth episodes.
+//! - Percentiles are nearest-rank.
+//! - Decoys: alert episodes on a decoy's video, by class (VIRAL_VELOCITY must be zero),
+//!   and TRENDING alerts on them, reported separately (a popular video may trend).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+use trendwatch_core::{Alert, AlertType};
+use trendwatch_loadgen::truth::{DecoyClass, EpisodeShape, GroundTruth};
+
+/// How long after an episode's end an alert still counts as detecting it.
+pub const MATCH_GRACE_MS: i64 = 5 * 60_000;
+
+/// Detection figures of a group of episodes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Detection {
+    /// Truth episodes.
+    pub episodes: u64,
+    /// Of which detected.
+    pub detected: u64,
+    /// Median delay, seconds.
+    pub median_delay_s: Option<f64>,
+    /// 90th-percentile delay, seconds.
+    pub p90_delay_s: Option<f64>,
+    /// Largest delay, seconds.
+    pub max_delay_s: Option<f64>,
+}
+
+/// Alerts on one decoy class.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DecoyAlerts {
+    /// Decoys of this class.
+    pub decoys: u64,
+    /// VIRAL_VELOCITY alert episodes on them (must be 0).
+    pub viral_velocity: u64,
+    /// TRENDING alerts on them.
+    pub trending: u64,
+}
+
+/// A backtest's figures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Score {
+    /// Matched alert episodes / alert episodes.
+    pub precision: f64,
+    /// Detected episodes / episodes.
+    pub recall: f64,
+    /// Distinct VIRAL_VELOCITY alert episodes.
+    pub alert_episodes: u64,
+    /// Of which matched a truth episode.
+    pub matched_alert_episodes: u64,
+    /// All episodes.
+    pub overall: Detection,
+    /// By shape (`step`, `ramp`, `spike`).
+    pub by_shape: BTreeMap<String, Detection>,
+    /// By decoy class (`popular_steady`, `view_bot_burst`, `cold_blip`).
+    pub decoys: BTreeMap<String, DecoyAlerts>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+fn detection(mut delays: Vec<f64>, episodes: u64) -> Detection {
+    delays.sort_by(f64::total_cmp);
+    Detection {
+        episodes,
+        detected: delays.len() as u64,
+        median_delay_s: percentile(&delays, 0.5),
+        p90_delay_s: percentile(&delays, 0.9),
+        max_delay_s: delays.last().copied(),
+    }
+}
+
+fn shape_name(s: EpisodeShape) -> &'static str {
+    match s {
+        EpisodeShape::Step => "step",
+        EpisodeShape::Ramp => "ramp",
+        EpisodeShape::Spike => "spike",
+    }
+}
+
+fn class_name(c: DecoyClass) -> &'static str {
+    match c {
+        DecoyClass::PopularSteady => "popular_steady",
+        DecoyClass::ViewBotBurst => "view_bot_burst",
+        DecoyClass::ColdBlip => "cold_blip",
+    }
+}
+
+/// Scores `alerts` against `truth`.
+pub fn score(alerts: &[Alert], truth: &GroundTruth) -> Score {
+    // Alert episodes: (video, episode_start) -> earliest detection.
+    let mut episodes: HashMap<(&str, i64), i64> = HashMap::new();
+    for a in alerts
+        .iter()
+        .filter(|a| a.alert_type == AlertType::ViralVelocity)
+    {
+        let e = episodes
+            .entry((&a.video_id, a.episode_start))
+            .or_insert(a.detected_at);
+        *e = (*e).min(a.detected_at);
+    }
+    let mut by_video: HashMap<&str, Vec<i64>> = HashMap::new();
+    for (&(video, _), &at) in &episodes {
+        by_video.entry(video).or_default().push(at);
+    }
+    for times in by_video.values_mut() {
+        times.sort_unstable();
+    }
+
+    let mut matched: BTreeSet<(&str, i64)> = BTreeSet::new();
+    let mut all_delays = Vec::new();
+    let mut shape_delays: BTreeMap<&'static str, (Vec<f64>, u64)> = BTreeMap::new();
+    for ep in &truth.episodes {
+        let entry = shape_delays.entry(shape_name(ep.shape)).or_default();
+        entry.1 += 1;
+        let hit = by_video.get(ep.video_id.as_str()).and_then(|times| {
+            times
+                .iter()
+                .copied()
+                .find(|&t| t >= ep.onset_ms && t <= ep.end_ms + MATCH_GRACE_MS)
+        });
+        if let Some(t) = hit {
+            let delay = (t - ep.start_ms) as f64 / 1_000.0;
+            all_delays.push(delay);
+            entry.0.push(delay);
+        }
+        for (&(video, start), &t) in &episodes {
+            if video == ep.video_id && t >= ep.onset_ms && t <= ep.end_ms + MATCH_GRACE_MS {
+                matched.insert((video, start));
+            }
+        }
+    }
+
+    let mut decoys: BTreeMap<String, DecoyAlerts> = BTreeMap::new();
+    for d in &truth.decoys {
+        let entry = decoys.entry(class_name(d.class).to_string()).or_default();
+        entry.decoys += 1;
+        entry.viral_velocity += by_video
+            .get(d.video_id.as_str())
+            .map_or(0, |t| t.len() as u64);
+        entry.trending += alerts
+            .iter()
+            .filter(|a| a.alert_type == AlertType::Trending && a.video_id == d.video_id)
+            .count() as u64;
+    }
+
+    let n_alert = episodes.len() as u64;
+    let n_matched = matched.len() as u64;
+    let overall = detection(all_delays, truth.episodes.len() as u64);
+    Score {
+        precision: if n_alert == 0 {
+            1.0
+        } else {
+            n_matched as f64 / n_alert as f64
+        },
+        recall: if overall.episodes == 0 {
+            1.0
+        } else {
+            overall.detected as f64 / overall.episodes as f64
+        },
+        alert_episodes: n_alert,
+        matched_alert_episodes: n_matched,
+        by_shape: shape_delays
+            .into_iter()
+            .map(|(k, (d, n))| (k.to_string(), detection(d, n)))
+            .collect(),
+        overall,
+        decoys,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use trendwatch_loadgen::truth::{Decoy, Episode, TruthCounts};
+
+    use super::*;
+
+    fn alert(video: &str, ty: AlertType, start: i64, at: i64) -> Alert {
+        Alert {
+            alert_id: format!("{video}-{start}-{at}"),
+            video_id: video.into(),
+            creator_id: "c".into(),
+            alert_type: ty,
+            tier: 0,
+            window_start: 0,
+            window_end: 0,
+            count: 0,
+            previous_count: 0,
+            rate_per_min: 0.0,
+            baseline: 0.0,
+            baseline_stddev: 0.0,
+            z_score: 0.0,
+            ratio: 0.0,
+            threshold: 0.0,
+            first_seen: 0,
+            episode_start: start,
+            detected_at: at,
+            explanation: String::new(),
+        }
+    }
+
+    fn episode(video: &str, shape: EpisodeShape, start: i64) -> Episode {
+        Episode {
+            video_id: video.into(),
+            creator_id: "c".into(),
+            shape,
+            onset_ms: start - 5_000,
+            start_ms: start,
+            peak_ms: start + 10_000,
+            end_ms: start + 600_000,
+            peak_extra_likes_per_min: 100.0,
+            base_likes_per_min: 1.0,
+        }
+    }
+
+    #[test]
+    fn precision_recall_delays_and_decoys() {
+        let truth = GroundTruth {
+            seed: 1,
+            start_ms: 0,
+            end_ms: 10_000_000,
+            videos: 10,
+            allowed_lateness_ms: 10_000,
+            episodes: vec![
+                episode("a", EpisodeShape::Step, 1_000_000),
+                episode("b", EpisodeShape::Ramp, 2_000_000),
+                episode("c", EpisodeShape::Spike, 3_000_000),
+            ],
+            decoys: vec![
+                Decoy {
+                    video_id: "p".into(),
+                    class: DecoyClass::PopularSteady,
+                    start_ms: 0,
+                    end_ms: 1,
+                },
+                Decoy {
+                    video_id: "q".into(),
+                    class: DecoyClass::ColdBlip,
+                    start_ms: 0,
+                    end_ms: 1,
+                },
+            ],
+            counts: TruthCounts::default(),
+        };
+        let alerts = vec![
+            // a: detected 20 s after start, plus an escalation of the same episode.
+            alert("a", AlertType::ViralVelocity, 1_010_000, 1_020_000),
+            alert("a", AlertType::ViralVelocity, 1_010_000, 1_050_000),
+            alert("a", AlertType::ViralVelocityEnded, 1_010_000, 1_700_000),
+            // b: detected 40 s after start.
+            alert("b", AlertType::ViralVelocity, 2_030_000, 2_040_000),
+            // c: only long after its end: a miss, and a false alert episode.
+            alert("c", AlertType::ViralVelocity, 5_000_000, 5_000_000),
+            // decoys
+            alert("q", AlertType::ViralVelocity, 7, 7),
+            alert("p", AlertType::Trending, 8, 8),
+        ];
+        let s = score(&alerts, &truth);
+        assert_eq!(s.alert_episodes, 4);
+        assert_eq!(s.matched_alert_episodes, 2);
+        assert_eq!(s.precision, 0.5);
+        assert!((s.recall - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(s.overall.median_delay_s, Some(20.0));
+        assert_eq!(s.overall.p90_delay_s, Some(40.0));
+        assert_eq!(s.by_shape["spike"].detected, 0);
+        assert_eq!(s.by_shape["ramp"].median_delay_s, Some(40.0));
+        assert_eq!(s.decoys["cold_blip"].viral_velocity, 1);
+        assert_eq!(s.decoys["popular_steady"].viral_velocity, 0);
+        assert_eq!(s.decoys["popular_steady"].trending, 1);
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), Some(5.0));
+        assert_eq!(percentile(&v, 0.9), Some(9.0));
+        assert_eq!(percentile(&[3.0], 0.9), Some(3.0));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+}

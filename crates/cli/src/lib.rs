@@ -1,0 +1,10 @@
+//! The `trendwatch` command line's library half: everything the binary does, callable from
+//! tests and benchmarks. `main` only parses flags and calls in here.
+//!
+//! - [`replay`]: runs the engine over an event file exactly as the service will run it.
+//! - [`backtest`]: scores a replay's alerts against a load generator's ground truth.
+//! - [`partitioner`]: which partition a keyed message lands on.
+
+pub mod backtest;
+pub mod partitioner;
+pub mod replay;
