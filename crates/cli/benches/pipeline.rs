@@ -23,7 +23,10 @@ struct Encoded {
 fn stream(n: usize, videos: u64) -> Encoded {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let zipf = Zipf::new(videos as f64, 1.0).unwrap();
-    let mut out = Encoded { bytes: Vec::with_capacity(n * 64), ends: Vec::with_capacity(n) };
+    let mut out = Encoded {
+        bytes: Vec::with_capacity(n * 64),
+        ends: Vec::with_capacity(n),
+    };
     for i in 0..n {
         let v = zipf.sample(&mut rng) as u64;
         let kind = match rng.random_range(0..100) {
@@ -52,10 +55,10 @@ fn run(state: &mut PartitionState, enc: &Encoded, cfg: &ValidationConfig) -> usi
     let mut start = 0;
     let now = T0 + 86_400_000;
     for &end in &enc.ends {
-        if let Ok(decoded) = decode_event(&enc.bytes[start..end]) {
-            if let Ok(ev) = decoded.validate(now, cfg) {
-                state.apply(&ev, &mut alerts);
-            }
+        if let Ok(decoded) = decode_event(&enc.bytes[start..end])
+            && let Ok(ev) = decoded.validate(now, cfg)
+        {
+            state.apply(&ev, &mut alerts);
         }
         start = end;
     }
@@ -66,7 +69,10 @@ fn pipeline(c: &mut Criterion) {
     let cfg = ValidationConfig::default();
     let mut group = c.benchmark_group("decode_validate_apply");
     group.sample_size(10);
-    for (label, videos) in [("zipf_10k_videos", 10_000u64), ("zipf_1m_videos", 1_000_000)] {
+    for (label, videos) in [
+        ("zipf_10k_videos", 10_000u64),
+        ("zipf_1m_videos", 1_000_000),
+    ] {
         let enc = stream(2_000_000, videos);
         group.throughput(Throughput::Elements(enc.ends.len() as u64));
         group.bench_function(label, |b| {

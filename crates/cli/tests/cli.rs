@@ -1,0 +1,179 @@
+//! The `trendwatch` binary as a user runs it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn trendwatch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trendwatch"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn example() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../config/trendwatch.example.toml")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn config_check_prints_the_effective_config() {
+    let out = trendwatch(&["config", "check", &example()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("[engine.velocity]") && text.contains("z_fire = 6.0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn config_check_lists_every_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[engine.windows]\nvelocity_window = \"65s\"\n[engine.velocity]\nz_clear = 9.0\ntiers = [5.0, 3.0]\n",
+    )
+    .unwrap();
+    let out = trendwatch(&["config", "check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with("error: engine."))
+            .count(),
+        3,
+        "{err}"
+    );
+}
+
+#[test]
+fn generated_workload_replays_with_a_consistent_backtest() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.pb");
+    let truth = dir.path().join("truth.json");
+    let alerts = dir.path().join("alerts.jsonl");
+    let out = trendwatch(&[
+        "loadgen",
+        "--out",
+        events.to_str().unwrap(),
+        "--videos",
+        "2000",
+        "--events",
+        "60000",
+        "--duration",
+        "1h",
+        "--episodes",
+        "5",
+        "--decoys",
+        "3",
+        "--seed",
+        "9",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = trendwatch(&[
+        "replay",
+        "--input",
+        events.to_str().unwrap(),
+        "--truth",
+        truth.to_str().unwrap(),
+        "--alerts",
+        alerts.to_str().unwrap(),
+        "--json",
+        "--partitions",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &report["replay"];
+    let sum = |v: &Value| {
+        v.as_object()
+            .unwrap()
+            .values()
+            .map(|x| x.as_u64().unwrap())
+            .sum::<u64>()
+    };
+    let accounted = sum(&r["counted"])
+        + sum(&r["rejected"])
+        + r["duplicates"].as_u64().unwrap()
+        + r["late"].as_u64().unwrap()
+        + r["untracked"].as_u64().unwrap();
+    assert_eq!(
+        accounted,
+        r["events_read"].as_u64().unwrap(),
+        "every event is accounted for"
+    );
+    let t: Value = serde_json::from_slice(&std::fs::read(&truth).unwrap()).unwrap();
+    assert_eq!(r["events_read"], t["counts"]["events_written"]);
+    assert!(r["duplicates"].as_u64().unwrap() > 0 && r["late"].as_u64().unwrap() > 0);
+    let b = &report["backtest"];
+    assert!(b["recall"].as_f64().unwrap() >= 0.6, "{b}");
+    assert_eq!(b["decoys"]["cold_blip"]["viral_velocity"], 0);
+    // The alerts file holds what the report counts, in the contract's JSON form.
+    let lines: Vec<Value> = std::fs::read_to_string(&alerts)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, sum(&r["alerts"]));
+    assert!(lines.iter().any(|a| a["type"] == "VIRAL_VELOCITY"));
+    assert!(
+        lines
+            .iter()
+            .all(|a| a["alert_id"].as_str().unwrap().len() == 32)
+    );
+}
+
+#[test]
+fn a_json_lines_file_written_by_hand_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("hand.jsonl");
+    // As a Python script would write it: one object per line, kinds by name, a blank line,
+    // a duplicate, a bad line, an unknown kind, and a late event.
+    let t0 = 1_767_571_200_000i64;
+    let mut text = String::new();
+    for i in 0..50 {
+        text.push_str(&format!(
+            "{{\"event_id\": \"h{i}\", \"video_id\": \"vid-1\", \"creator_id\": \"cr\", \"kind\": \"LIKE\", \"event_time\": {}}}\n",
+            t0 + i * 1_000
+        ));
+    }
+    text.push('\n');
+    text.push_str(&format!("{{\"event_id\": \"h49\", \"video_id\": \"vid-1\", \"kind\": \"LIKE\", \"event_time\": {}}}\n", t0 + 49_000));
+    text.push_str("this is not json\n");
+    text.push_str(&format!("{{\"event_id\": \"x1\", \"video_id\": \"vid-2\", \"kind\": \"WATCH\", \"event_time\": {t0}}}\n"));
+    text.push_str(&format!("{{\"event_id\": \"x2\", \"video_id\": \"vid-2\", \"kind\": \"VIEW\", \"event_time\": {t0}}}\n"));
+    std::fs::write(&input, text).unwrap();
+    let out = trendwatch(&["replay", "--input", input.to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &r["replay"];
+    assert_eq!(r["events_read"], 54);
+    assert_eq!(r["counted"]["LIKE"], 50);
+    assert_eq!(r["duplicates"], 1);
+    assert_eq!(r["rejected"]["undecodable"], 1);
+    assert_eq!(r["rejected"]["unknown_kind"], 1);
+    assert_eq!(r["late"], 1);
+}
