@@ -524,51 +524,11 @@ impl PartitionState {
     }
 
     fn close_bucket(&mut self, bucket: i64, out: &mut Vec<Alert>) {
-        let mut watch = mem::take(&mut self.velocity_watch);
-        let clock = (self.clock.started_at, self.clock.watermark);
-        watch.retain(|&i| {
-            let keep = match self.videos[i as usize].as_mut() {
-                Some(v) => self.detectors.score_velocity(
-                    v,
-                    self.creators.get(v.creator),
-                    bucket,
-                    clock,
-                    &self.geo,
-                    out,
-                    &mut self.stats.alerts,
-                ),
-                None => false,
-            };
-            if !keep {
-                self.watch_flags[i as usize] &= !VELOCITY_FLAG;
-            }
-            keep
-        });
-        self.velocity_watch = watch;
+        self.score_watched(false, bucket, out);
     }
 
     fn close_slot(&mut self, slot: i64, out: &mut Vec<Alert>) {
-        let mut watch = mem::take(&mut self.trending_watch);
-        let clock = (self.clock.started_at, self.clock.watermark);
-        watch.retain(|&i| {
-            let keep = match self.videos[i as usize].as_mut() {
-                Some(v) => self.detectors.score_trending(
-                    v,
-                    self.creators.get(v.creator),
-                    slot,
-                    clock,
-                    &self.geo,
-                    out,
-                    &mut self.stats.alerts,
-                ),
-                None => false,
-            };
-            if !keep {
-                self.watch_flags[i as usize] &= !TRENDING_FLAG;
-            }
-            keep
-        });
-        self.trending_watch = watch;
+        self.score_watched(true, slot, out);
 
         self.clock.slots_since_age += 1;
         if self.clock.slots_since_age >= self.geo.trending_slots {
@@ -580,6 +540,46 @@ impl PartitionState {
         if slot - self.clock.last_sweep_slot >= self.geo.sweep_every_slots {
             self.clock.last_sweep_slot = slot;
             self.expire_idle_videos();
+        }
+    }
+
+    /// Scores every video one detector watches at the close of `index` (a bucket for
+    /// velocity, a slot for trending), and stops watching those that can no longer fire.
+    fn score_watched(&mut self, trending: bool, index: i64, out: &mut Vec<Alert>) {
+        let (mut watch, flag) = if trending {
+            (mem::take(&mut self.trending_watch), TRENDING_FLAG)
+        } else {
+            (mem::take(&mut self.velocity_watch), VELOCITY_FLAG)
+        };
+        let score = if trending {
+            Detectors::score_trending
+        } else {
+            Detectors::score_velocity
+        };
+        let clock = (self.clock.started_at, self.clock.watermark);
+        watch.retain(|&i| {
+            let keep = self.videos[i as usize].as_mut().is_some_and(|v| {
+                let creator = self.creators.get(v.creator);
+                score(
+                    &self.detectors,
+                    v,
+                    creator,
+                    index,
+                    clock,
+                    &self.geo,
+                    out,
+                    &mut self.stats.alerts,
+                )
+            });
+            if !keep {
+                self.watch_flags[i as usize] &= !flag;
+            }
+            keep
+        });
+        if trending {
+            self.trending_watch = watch;
+        } else {
+            self.velocity_watch = watch;
         }
     }
 
