@@ -290,9 +290,8 @@ impl Detectors {
             && growth >= self.v_min_growth;
         let escalates = r.z >= self.v_z_fire;
         let calm = r.z < self.v_z_clear;
-        let mut ep = v.velocity;
         let decision = lifecycle(
-            &mut ep,
+            &mut v.velocity,
             bucket,
             self.v_cooldown_buckets,
             self.v_clear_after,
@@ -300,7 +299,6 @@ impl Detectors {
             escalates.then_some(tier).flatten(),
             calm,
         );
-        v.velocity = ep;
         if let Some((alert_type, t)) = decision {
             let threshold = self.v_tiers[usize::from(t)];
             let explanation = if alert_type.is_end() {
@@ -314,7 +312,7 @@ impl Detectors {
                     r.window_minutes, r.mean, r.z, r.ratio, t, threshold, growth, r.window_minutes
                 )
             };
-            let episode_start = (i64::from(ep.start) + 1) * g.bucket_ms;
+            let episode_start = (i64::from(v.velocity.start) + 1) * g.bucket_ms;
             let d = Decision {
                 alert_type,
                 tier: t,
@@ -369,9 +367,8 @@ impl Detectors {
         let first = self.t_tiers.first().copied().unwrap_or(1.0);
         let calm = (count as f64) < first * self.t_clear_fraction
             || r.ratio < 1.0 + (self.t_min_ratio - 1.0) * self.t_clear_fraction;
-        let mut ep = v.trending;
         let decision = lifecycle(
-            &mut ep,
+            &mut v.trending,
             slot,
             self.t_cooldown_slots,
             self.t_clear_after,
@@ -379,7 +376,6 @@ impl Detectors {
             above_baseline.then_some(tier).flatten(),
             calm,
         );
-        v.trending = ep;
         if let Some((alert_type, t)) = decision {
             let threshold = self.t_tiers[usize::from(t)];
             let explanation = if alert_type.is_end() {
@@ -399,7 +395,7 @@ impl Detectors {
                 AlertType::ViralVelocity => AlertType::Trending,
                 _ => AlertType::TrendingEnded,
             };
-            let episode_start = (i64::from(ep.start) + 1) * g.slot_ms;
+            let episode_start = (i64::from(v.trending.start) + 1) * g.slot_ms;
             let d = Decision {
                 alert_type: trending_type,
                 tier: t,
