@@ -39,8 +39,20 @@ fn undecodable(what: &str) -> Rejection {
 }
 
 impl<'a> Reader<'a> {
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, Rejection> {
+        // Keys and lengths of short strings are one byte: take that path first.
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
+        self.varint_slow()
+    }
+
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, Rejection> {
         let mut value = 0u64;
         for i in 0..10 {
             let Some(&b) = self.buf.get(self.pos) else {
@@ -58,7 +70,7 @@ impl<'a> Reader<'a> {
         Err(undecodable("varint longer than 10 bytes"))
     }
 
-    #[inline]
+    #[inline(always)]
     fn bytes(&mut self) -> Result<&'a [u8], Rejection> {
         let len = self.varint()?;
         let len = usize::try_from(len).map_err(|_| undecodable("length out of range"))?;
