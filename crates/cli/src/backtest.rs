@@ -65,6 +65,10 @@ pub struct Score {
     pub by_shape: BTreeMap<String, Detection>,
     /// By decoy class (`popular_steady`, `view_bot_burst`, `cold_blip`).
     pub decoys: BTreeMap<String, DecoyAlerts>,
+    /// Distinct videos with a TRENDING alert.
+    pub trending_videos: u64,
+    /// Of which episode videos.
+    pub trending_episode_videos: u64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
@@ -160,6 +164,14 @@ pub fn score(alerts: &[Alert], truth: &GroundTruth) -> Score {
             .count() as u64;
     }
 
+    let trending: BTreeSet<&str> = alerts
+        .iter()
+        .filter(|a| a.alert_type == AlertType::Trending)
+        .map(|a| a.video_id.as_str())
+        .collect();
+    let episode_videos: BTreeSet<&str> =
+        truth.episodes.iter().map(|e| e.video_id.as_str()).collect();
+
     let n_alert = episodes.len() as u64;
     let n_matched = matched.len() as u64;
     let overall = detection(all_delays, truth.episodes.len() as u64);
@@ -182,6 +194,8 @@ pub fn score(alerts: &[Alert], truth: &GroundTruth) -> Score {
             .collect(),
         overall,
         decoys,
+        trending_videos: trending.len() as u64,
+        trending_episode_videos: trending.intersection(&episode_videos).count() as u64,
     }
 }
 
@@ -283,6 +297,7 @@ mod tests {
         assert_eq!(s.decoys["cold_blip"].viral_velocity, 1);
         assert_eq!(s.decoys["popular_steady"].viral_velocity, 0);
         assert_eq!(s.decoys["popular_steady"].trending, 1);
+        assert_eq!((s.trending_videos, s.trending_episode_videos), (1, 0));
     }
 
     #[test]

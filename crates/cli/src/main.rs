@@ -192,6 +192,10 @@ fn print_report(t: &ReplayTotals, score: Option<&Score>) {
                 opt(d.p90_delay_s)
             );
         }
+        println!(
+            "  TRENDING on {} videos, {} of them episode videos",
+            s.trending_videos, s.trending_episode_videos
+        );
         for (class, d) in &s.decoys {
             println!(
                 "  decoys {class:15} {:3}: {} VIRAL_VELOCITY, {} TRENDING",

@@ -177,7 +177,7 @@ impl Default for TrendingConfig {
     fn default() -> Self {
         Self {
             weights: KindWeights::default(),
-            tiers: vec![2_000.0, 10_000.0, 50_000.0],
+            tiers: vec![10_000.0, 50_000.0, 250_000.0],
             min_ratio: 2.0,
             baseline_half_life: Duration::from_secs(3 * 60 * 60),
             clear_fraction: 0.7,
