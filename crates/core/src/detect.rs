@@ -17,7 +17,7 @@
 //! than firing) → ENDED → cooldown → quiet. Every alert id is a hash of video, type, tier
 //! and episode start, so a re-run emits the same ids.
 
-use crate::config::EngineConfig;
+use crate::config::{COARSE_SLOTS, EngineConfig, FINE_SLOTS};
 use crate::event::{Alert, AlertType, EventKind};
 use crate::hash::stable_id;
 use crate::video::{Baseline, EpisodeState, Phase, VideoState};
@@ -66,9 +66,11 @@ impl Geometry {
         }
     }
 
-    /// What a snapshot must agree on to be restored.
-    pub(crate) fn fingerprint(&self) -> [i64; 6] {
+    /// What a snapshot must agree on to be restored (the ring sizes of this build included).
+    pub(crate) fn fingerprint(&self) -> [i64; 8] {
         [
+            FINE_SLOTS as i64,
+            COARSE_SLOTS as i64,
             self.bucket_ms,
             self.velocity_buckets,
             self.slot_ms,

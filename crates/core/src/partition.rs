@@ -26,7 +26,7 @@ use std::mem;
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{EngineConfig, FINE_SLOTS};
+use crate::config::EngineConfig;
 use crate::creators::CreatorTable;
 use crate::dedup::{DedupSnapshot, EventDedup};
 use crate::detect::{Detectors, Geometry, index32};
@@ -687,7 +687,7 @@ impl PartitionState {
 
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
-    geometry: [i64; 6],
+    geometry: [i64; 8],
     max_videos: u64,
     videos: &'a Vec<Option<VideoState>>,
     creators: &'a CreatorTable,
@@ -703,7 +703,7 @@ struct SnapshotRef<'a> {
 
 #[derive(Deserialize)]
 struct SnapshotOwned {
-    geometry: [i64; 6],
+    geometry: [i64; 8],
     max_videos: u64,
     videos: Vec<Option<VideoState>>,
     creators: CreatorTable,
@@ -716,6 +716,3 @@ struct SnapshotOwned {
     clock: Clock,
     stats: PartitionStats,
 }
-
-/// `FINE_SLOTS` is part of the geometry too: a build with a different ring cannot read it.
-const _: () = assert!(FINE_SLOTS == 16);
