@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Starts a local Kafka-compatible broker (tansu 0.6.0, in-memory storage) on loopback,
+# installing it first if it is missing, and waits until it accepts connections.
+#
+#   scripts/broker.sh [PORT]      # default 19092; prints the broker's pid on stdout
+#
+# Installing takes about 8 minutes from cold (cargo install builds it). An existing Kafka
+# can be used instead of this broker by pointing --bootstrap-servers at it.
+set -euo pipefail
+port=${1:-19092}
+version=0.6.0
+
+if ! command -v tansu >/dev/null 2>&1 || ! tansu --version 2>/dev/null | grep -q "$version"; then
+  echo "installing tansu $version (about 8 minutes the first time)" >&2
+  cargo install tansu --version "$version" --locked --features dynostore >&2
+fi
+
+log=${TMPDIR:-/tmp}/trendwatch-tansu-$port.log
+tansu broker \
+  --listener-url "tcp://127.0.0.1:$port" \
+  --advertised-listener-url "tcp://127.0.0.1:$port" \
+  --storage-engine "memory://tansu/" >"$log" 2>&1 &
+pid=$!
+
+for _ in $(seq 1 100); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "$pid"
+    exit 0
+  fi
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "tansu exited; its log ($log):" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+echo "tansu did not accept connections on 127.0.0.1:$port within 10 s; log: $log" >&2
+kill "$pid" 2>/dev/null || true
+exit 1
