@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use trendwatch_config::Config;
-use trendwatch_core::{Alert, EventKind, PartitionState, Verdict};
+use trendwatch_core::{Alert, EventKind, PartitionState};
 use trendwatch_proto::files::{AlertFileWriter, Format, RecordReader};
 use trendwatch_proto::{AlertRecord, decode_in};
 
@@ -109,7 +109,7 @@ pub fn replay(
         };
         let p = partition_for(event.video_id.as_bytes(), partitions) as usize;
         // Verdicts are tallied by the state itself; the replay reads them from its stats.
-        let _: Verdict = states[p].apply(&event, &mut outs[p]);
+        states[p].apply(&event, &mut outs[p]);
     }
     for (state, out) in states.iter_mut().zip(outs.iter_mut()) {
         state.finish(out);

@@ -113,7 +113,8 @@ pub struct Alert {
     pub video_id: String,
     /// The video's creator.
     pub creator_id: String,
-    /// What the alert announces.
+    /// What the alert announces (`"type"` in the contract's JSON form).
+    #[serde(rename = "type")]
     pub alert_type: AlertType,
     /// 0-based tier; a higher tier is an escalation of the same episode.
     pub tier: u32,

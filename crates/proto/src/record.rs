@@ -91,29 +91,12 @@ impl EventRecord {
 /// An alert as it travels: the engine's [`Alert`] plus the wall-clock `emitted_at`. Its
 /// serde form is the contract's JSON (proto field names, type by name, integer ms).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[allow(missing_docs)] // Each field is documented in proto/trendwatch/v1/alerts.proto.
 pub struct AlertRecord {
-    pub alert_id: String,
-    pub video_id: String,
-    pub creator_id: String,
-    #[serde(rename = "type")]
-    pub alert_type: AlertType,
-    pub tier: u32,
-    pub window_start: i64,
-    pub window_end: i64,
-    pub count: i64,
-    pub previous_count: i64,
-    pub rate_per_min: f64,
-    pub baseline: f64,
-    pub baseline_stddev: f64,
-    pub z_score: f64,
-    pub ratio: f64,
-    pub threshold: f64,
-    pub first_seen: i64,
-    pub episode_start: i64,
-    pub detected_at: i64,
+    /// The engine's decision, every field of which is a field of the contract.
+    #[serde(flatten)]
+    pub alert: Alert,
+    /// Wall-clock time (ms) when the alert was handed to the output.
     pub emitted_at: i64,
-    pub explanation: String,
 }
 
 fn alert_type_number(t: AlertType) -> i32 {
@@ -139,10 +122,19 @@ impl AlertRecord {
     /// The record of an engine alert handed to an output at wall time `emitted_at`.
     pub fn from_alert(a: &Alert, emitted_at: i64) -> Self {
         Self {
+            alert: a.clone(),
+            emitted_at,
+        }
+    }
+
+    /// The generated protobuf message.
+    pub fn to_pb(&self) -> pb::Alert {
+        let a = &self.alert;
+        pb::Alert {
             alert_id: a.alert_id.clone(),
             video_id: a.video_id.clone(),
             creator_id: a.creator_id.clone(),
-            alert_type: a.alert_type,
+            r#type: alert_type_number(a.alert_type),
             tier: a.tier,
             window_start: a.window_start,
             window_end: a.window_end,
@@ -157,34 +149,8 @@ impl AlertRecord {
             first_seen: a.first_seen,
             episode_start: a.episode_start,
             detected_at: a.detected_at,
-            emitted_at,
-            explanation: a.explanation.clone(),
-        }
-    }
-
-    /// The generated protobuf message.
-    pub fn to_pb(&self) -> pb::Alert {
-        pb::Alert {
-            alert_id: self.alert_id.clone(),
-            video_id: self.video_id.clone(),
-            creator_id: self.creator_id.clone(),
-            r#type: alert_type_number(self.alert_type),
-            tier: self.tier,
-            window_start: self.window_start,
-            window_end: self.window_end,
-            count: self.count,
-            previous_count: self.previous_count,
-            rate_per_min: self.rate_per_min,
-            baseline: self.baseline,
-            baseline_stddev: self.baseline_stddev,
-            z_score: self.z_score,
-            ratio: self.ratio,
-            threshold: self.threshold,
-            first_seen: self.first_seen,
-            episode_start: self.episode_start,
-            detected_at: self.detected_at,
             emitted_at: self.emitted_at,
-            explanation: self.explanation.clone(),
+            explanation: a.explanation.clone(),
         }
     }
 
@@ -204,26 +170,28 @@ impl AlertRecord {
         let alert_type = alert_type_of(m.r#type)
             .ok_or_else(|| ProtoError::Decode(format!("unknown alert type {}", m.r#type)))?;
         Ok(Self {
-            alert_id: m.alert_id,
-            video_id: m.video_id,
-            creator_id: m.creator_id,
-            alert_type,
-            tier: m.tier,
-            window_start: m.window_start,
-            window_end: m.window_end,
-            count: m.count,
-            previous_count: m.previous_count,
-            rate_per_min: m.rate_per_min,
-            baseline: m.baseline,
-            baseline_stddev: m.baseline_stddev,
-            z_score: m.z_score,
-            ratio: m.ratio,
-            threshold: m.threshold,
-            first_seen: m.first_seen,
-            episode_start: m.episode_start,
-            detected_at: m.detected_at,
             emitted_at: m.emitted_at,
-            explanation: m.explanation,
+            alert: Alert {
+                alert_id: m.alert_id,
+                video_id: m.video_id,
+                creator_id: m.creator_id,
+                alert_type,
+                tier: m.tier,
+                window_start: m.window_start,
+                window_end: m.window_end,
+                count: m.count,
+                previous_count: m.previous_count,
+                rate_per_min: m.rate_per_min,
+                baseline: m.baseline,
+                baseline_stddev: m.baseline_stddev,
+                z_score: m.z_score,
+                ratio: m.ratio,
+                threshold: m.threshold,
+                first_seen: m.first_seen,
+                episode_start: m.episode_start,
+                detected_at: m.detected_at,
+                explanation: m.explanation,
+            },
         })
     }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use proptest::prelude::*;
 use prost::Message;
-use trendwatch_core::{AlertType, EventKind};
+use trendwatch_core::{Alert, AlertType, EventKind};
 use trendwatch_proto::files::{
     AlertFileWriter, EventFileWriter, Format, RecordReader, read_alert_file, read_event_file,
 };
@@ -37,28 +37,30 @@ fn golden_event() -> EventRecord {
 }
 
 fn golden_alert() -> AlertRecord {
-    AlertRecord {
-        alert_id: "0123456789abcdef0123456789abcdef".into(),
-        video_id: "v0000042".into(),
-        creator_id: "c000007".into(),
-        alert_type: AlertType::ViralVelocity,
-        tier: 1,
-        window_start: 1_767_571_180_000,
-        window_end: 1_767_571_240_000,
-        count: 412,
-        previous_count: 37,
-        rate_per_min: 412.0,
-        baseline: 3.25,
-        baseline_stddev: 1.5,
-        z_score: 226.75,
-        ratio: 126.8,
-        threshold: 20.0,
-        first_seen: 1_767_560_000_000,
-        episode_start: 1_767_571_240_000,
-        detected_at: 1_767_571_250_000,
-        emitted_at: 1_767_571_250_321,
-        explanation: "412 net likes in 1 min vs a baseline of 3.2".into(),
-    }
+    AlertRecord::from_alert(
+        &Alert {
+            alert_id: "0123456789abcdef0123456789abcdef".into(),
+            video_id: "v0000042".into(),
+            creator_id: "c000007".into(),
+            alert_type: AlertType::ViralVelocity,
+            tier: 1,
+            window_start: 1_767_571_180_000,
+            window_end: 1_767_571_240_000,
+            count: 412,
+            previous_count: 37,
+            rate_per_min: 412.0,
+            baseline: 3.25,
+            baseline_stddev: 1.5,
+            z_score: 226.75,
+            ratio: 126.8,
+            threshold: 20.0,
+            first_seen: 1_767_560_000_000,
+            episode_start: 1_767_571_240_000,
+            detected_at: 1_767_571_250_000,
+            explanation: "412 net likes in 1 min vs a baseline of 3.2".into(),
+        },
+        1_767_571_250_321,
+    )
 }
 
 fn check_golden(name: &str, bytes: &[u8]) {
@@ -123,7 +125,10 @@ fn json_written_by_another_tool_decodes() {
     );
     let alert_line = br#"{"alert_id":"x","video_id":"v","creator_id":"c","type":"VIRAL_VELOCITY_ENDED","tier":0,"window_start":1,"window_end":2,"count":3,"previous_count":4,"rate_per_min":1.0,"baseline":1.0,"baseline_stddev":0.0,"z_score":0.5,"ratio":1.0,"threshold":5.0,"first_seen":0,"episode_start":1,"detected_at":2,"emitted_at":3,"explanation":""}"#;
     assert_eq!(
-        AlertRecord::decode_json(alert_line).unwrap().alert_type,
+        AlertRecord::decode_json(alert_line)
+            .unwrap()
+            .alert
+            .alert_type,
         AlertType::ViralVelocityEnded
     );
 }
