@@ -2,18 +2,30 @@
 # Starts a local Kafka-compatible broker (tansu 0.6.0, in-memory storage) on loopback,
 # installing it first if it is missing, and waits until it accepts connections.
 #
-#   scripts/broker.sh [PORT]      # default 19092; prints the broker's pid on stdout
+#   scripts/broker.sh [PORT [WATCH_PID]]  # default port 19092; prints the broker's pid
+#   scripts/broker.sh --install           # only make sure tansu is installed
 #
-# Installing takes about 8 minutes from cold (cargo install builds it). An existing Kafka
-# can be used instead of this broker by pointing --bootstrap-servers at it.
+# With WATCH_PID the broker is stopped when that process exits (the test harness passes
+# its own pid, so no broker outlives a test run). Installing takes about 8 minutes from
+# cold (cargo install builds it). An existing Kafka can be used instead of this broker by
+# pointing --bootstrap-servers at it.
 set -euo pipefail
-port=${1:-19092}
 version=0.6.0
 
-if ! command -v tansu >/dev/null 2>&1 || ! tansu --version 2>/dev/null | grep -q "$version"; then
-  echo "installing tansu $version (about 8 minutes the first time)" >&2
-  cargo install tansu --version "$version" --locked --features dynostore >&2
+install() {
+  if ! command -v tansu >/dev/null 2>&1 || ! tansu --version 2>/dev/null | grep -q "$version"; then
+    echo "installing tansu $version (about 8 minutes the first time)" >&2
+    cargo install tansu --version "$version" --locked --features dynostore >&2
+  fi
+}
+
+if [ "${1:-}" = "--install" ]; then
+  install
+  exit 0
 fi
+port=${1:-19092}
+watch=${2:-}
+install
 
 log=${TMPDIR:-/tmp}/trendwatch-tansu-$port.log
 tansu broker \
@@ -21,6 +33,12 @@ tansu broker \
   --advertised-listener-url "tcp://127.0.0.1:$port" \
   --storage-engine "memory://tansu/" >"$log" 2>&1 &
 pid=$!
+
+if [ -n "$watch" ]; then
+  # Detached from our stdout so the caller does not wait for the watcher.
+  (while kill -0 "$watch" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 1; done
+   kill "$pid" 2>/dev/null || true) >/dev/null 2>&1 </dev/null &
+fi
 
 for _ in $(seq 1 100); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

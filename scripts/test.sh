@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Every check CI runs, in the order a failure is cheapest to see: formatting, lints, tests.
-# Needs only the Rust toolchain (protobuf is compiled by protox, no protoc).
+# Needs only the Rust toolchain (protobuf is compiled by protox, no protoc; the broker is
+# installed with cargo install).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The end-to-end tests run against a local broker that they start themselves; install it
+# first (once, about 8 minutes) so its build output is not hidden inside a test.
+scripts/broker.sh --install
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -1,3 +1,693 @@
-//! End-to-end tests live in `tests/tests/`: they put the load generator, the file formats,
-//! the replay and the engine together the way a user does. (Tests against a real broker
-//! join them with the Kafka services.)
+//! The end-to-end harness: one local broker for the whole test binary, fresh topics and
+//! group per scenario, the counter as a real process, and the reference replay the
+//! service's output is compared with.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use trendwatch_config::Config;
+use trendwatch_core::{Alert, PartitionState};
+use trendwatch_proto::files::Format;
+use trendwatch_proto::{AlertRecord, EventRecord, decode_in};
+use trendwatch_runtime::checkpoint::CheckpointAssembler;
+use trendwatch_runtime::publish::{PublishOptions, publish};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The broker every scenario of this test binary shares.
+pub fn bootstrap() -> &'static str {
+    static BROKER: OnceLock<String> = OnceLock::new();
+    BROKER.get_or_init(|| {
+        if let Ok(b) = std::env::var("TRENDWATCH_TEST_BOOTSTRAP") {
+            return b;
+        }
+        let port = free_port();
+        let out = Command::new(root().join("scripts/broker.sh"))
+            .arg(port.to_string())
+            .arg(std::process::id().to_string())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("running scripts/broker.sh");
+        assert!(out.status.success(), "the local broker did not start");
+        format!("127.0.0.1:{port}")
+    })
+}
+
+/// End-to-end scenarios run one at a time: on two cores, parallel brokers clients and
+/// debug-built services would starve each other into session timeouts.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `trendwatch` binary of this build (built if `cargo test` did not build it).
+pub fn trendwatch_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> → target/<profile>/trendwatch
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("trendwatch");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "trendwatch", "--bin", "trendwatch"])
+            .current_dir(root())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    bin
+}
+
+/// A test's own topics, group and configuration.
+pub struct Scenario {
+    /// Name (for logs and topic names).
+    pub name: String,
+    /// The configuration the counters run with (and the replay uses).
+    pub config: Config,
+    /// Events partitions.
+    pub partitions: i32,
+    /// Temporary directory: config file, logs.
+    pub dir: tempfile::TempDir,
+}
+
+impl Scenario {
+    /// Fresh topics and group; checkpoints every second, ticks every 200 ms, and an idle
+    /// timeout of an hour so a live run equals a replay (tests of idleness lower it).
+    pub fn new(name: &str, partitions: i32) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let id = format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut config = Config::default();
+        config
+            .kafka
+            .insert("bootstrap.servers".into(), bootstrap().into());
+        config
+            .kafka
+            .insert("session.timeout.ms".into(), "6000".into());
+        config
+            .kafka
+            .insert("heartbeat.interval.ms".into(), "500".into());
+        config.topics.events = format!("ev-{id}");
+        config.topics.alerts = format!("al-{id}");
+        config.topics.state = format!("st-{id}");
+        config.topics.dlq = format!("dlq-{id}");
+        config.counter.group_id = format!("g-{id}");
+        config.counter.checkpoint_interval = Duration::from_secs(1);
+        config.counter.tick_interval = Duration::from_millis(200);
+        config.counter.shutdown_timeout = Duration::from_secs(20);
+        config.engine.windows.idle_timeout = Duration::from_secs(3600);
+        let s = Self {
+            name: name.into(),
+            config,
+            partitions,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        trendwatch_runtime::client::ensure_topics(
+            &s.config,
+            &trendwatch_runtime::client::counter_topics(&s.config, partitions),
+        )
+        .unwrap();
+        s
+    }
+
+    /// Writes the configuration for the counter processes.
+    pub fn config_file(&self) -> PathBuf {
+        let path = self.dir.path().join("trendwatch.toml");
+        std::fs::write(&path, self.config.to_toml()).unwrap();
+        path
+    }
+
+    /// Publishes raw `(key, bytes)` records to the events topic (at `rate` per second).
+    pub fn publish_raw(&self, records: &[(Option<Vec<u8>>, Vec<u8>)], rate: Option<f64>) {
+        let summary = publish(
+            &self.config,
+            &self.config.topics.events,
+            records.iter().map(|(k, v)| (k.as_ref(), v)),
+            records.len() as u64,
+            &PublishOptions {
+                rate,
+                progress: false,
+            },
+            &CancellationToken::new(),
+        )
+        .unwrap();
+        assert_eq!(summary.acknowledged, records.len() as u64, "{summary}");
+    }
+
+    /// Publishes events in protobuf, keyed by video id.
+    pub fn publish_events(&self, events: &[EventRecord], rate: Option<f64>) {
+        self.publish_raw(&encode(events), rate);
+    }
+
+    /// Starts a counter process.
+    pub fn start_counter(&self, label: &str) -> CounterProcess {
+        let port = free_port();
+        let log = self.dir.path().join(format!("{label}.log"));
+        let child = Command::new(trendwatch_bin())
+            .args(["run", "--config"])
+            .arg(self.config_file())
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "info,librdkafka=warn")
+            .env_remove("TRENDWATCH_BOOTSTRAP_SERVERS")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let c = CounterProcess {
+            label: label.into(),
+            child: Some(child),
+            metrics: format!("127.0.0.1:{port}"),
+            log,
+        };
+        c.wait_for("the metrics listener", Duration::from_secs(30), |c| {
+            c.get("/healthz").is_some()
+        });
+        c
+    }
+
+    /// Committed offsets of the scenario's group, per events partition.
+    pub fn committed(&self) -> BTreeMap<i32, i64> {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap())
+            .set("group.id", &self.config.counter.group_id)
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..self.partitions {
+            tpl.add_partition(&self.config.topics.events, p);
+        }
+        let Ok(got) = c.committed_offsets(tpl, Duration::from_secs(10)) else {
+            return BTreeMap::new();
+        };
+        got.elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Waits until the group has committed `ends` (records per partition).
+    pub fn wait_committed(&self, ends: &BTreeMap<i32, i64>, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.committed();
+            if ends.iter().all(|(p, e)| got.get(p) == Some(e)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "[{}] committed {got:?}, expected {ends:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Sum of the committed offsets.
+    pub fn committed_total(&self) -> i64 {
+        self.committed().values().sum()
+    }
+
+    /// Every record of `topic` (all partitions from the beginning), reading until `expect`
+    /// records arrived or `quiet` passed without one.
+    pub fn read_topic(&self, topic: &str, expect: Option<usize>, quiet: Duration) -> Vec<Record> {
+        read_topic(topic, expect, quiet)
+    }
+
+    /// Every alert on the alert topic.
+    pub fn alerts(&self, quiet: Duration) -> Vec<AlertRecord> {
+        self.read_topic(&self.config.topics.alerts, None, quiet)
+            .into_iter()
+            .map(|r| {
+                trendwatch_runtime::tail::decode_alert(&r.payload)
+                    .unwrap_or_else(|| panic!("undecodable alert record {r:?}"))
+            })
+            .collect()
+    }
+
+    /// The latest checkpoint of each events partition, restored.
+    pub fn checkpointed_states(&self) -> BTreeMap<i32, (i64, PartitionState)> {
+        let records = read_topic(&self.config.topics.state, None, Duration::from_secs(2));
+        let mut out = BTreeMap::new();
+        for p in 0..self.partitions {
+            let mut a = CheckpointAssembler::new(&self.config.topics.events, p);
+            for r in &records {
+                a.push(r.key.as_deref().unwrap_or_default(), Some(&r.payload));
+            }
+            if let Some(cp) = a.finish() {
+                let state =
+                    PartitionState::from_bytes(self.config.engine.clone(), &cp.state).unwrap();
+                out.insert(p, (cp.offset, state));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Keep the logs and configuration of a failed scenario for a post-mortem.
+            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
+            eprintln!("[{}] logs kept in {}", self.name, kept.display());
+        }
+    }
+}
+
+/// One Kafka record as read back.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Value.
+    pub payload: Vec<u8>,
+    /// Headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Record {
+    /// The value of header `key` as text.
+    pub fn header(&self, key: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+fn read_topic(topic: &str, expect: Option<usize>, quiet: Duration) -> Vec<Record> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", "trendwatch-tests-reader")
+        .set("enable.auto.commit", "false")
+        .set("fetch.queue.backoff.ms", "10")
+        .create()
+        .unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions = md.topics()[0].partitions().len() as i32;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    while last.elapsed() < quiet && expect.is_none_or(|n| out.len() < n) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            last = Instant::now();
+            out.push(Record {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().unwrap_or_default().to_vec(),
+                headers: m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    out
+}
+
+/// Events as `(key, protobuf)` records.
+pub fn encode(events: &[EventRecord]) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    events
+        .iter()
+        .map(|e| {
+            let mut buf = Vec::new();
+            e.encode_protobuf(&mut buf);
+            (Some(e.video_id.as_bytes().to_vec()), buf)
+        })
+        .collect()
+}
+
+/// Records per partition as librdkafka's default partitioner places keyed records.
+pub fn partition_ends(
+    records: &[(Option<Vec<u8>>, Vec<u8>)],
+    partitions: i32,
+) -> BTreeMap<i32, i64> {
+    let mut ends: BTreeMap<i32, i64> = (0..partitions).map(|p| (p, 0)).collect();
+    for (k, _) in records {
+        let p = trendwatch_cli::partitioner::partition_for(
+            k.as_deref().unwrap_or_default(),
+            partitions as u32,
+        ) as i32;
+        *ends.entry(p).or_default() += 1;
+    }
+    ends
+}
+
+/// The reference: the same records through the engine, partition by partition, without
+/// ticks or a final drain (what a live run whose partitions never idle has emitted).
+pub struct Reference {
+    /// Final state per partition.
+    pub states: BTreeMap<i32, PartitionState>,
+    /// Every alert.
+    pub alerts: Vec<Alert>,
+    /// Records rejected, by reason.
+    pub rejected: BTreeMap<&'static str, u64>,
+}
+
+/// Replays `records` as the counter would see them.
+pub fn replay(
+    config: &Config,
+    records: &[(Option<Vec<u8>>, Vec<u8>)],
+    partitions: i32,
+) -> Reference {
+    let mut states: BTreeMap<i32, PartitionState> = (0..partitions)
+        .map(|p| (p, PartitionState::new(config.engine.clone()).unwrap()))
+        .collect();
+    let mut alerts = Vec::new();
+    let mut rejected = BTreeMap::new();
+    let now = trendwatch_runtime::wall_ms();
+    for (k, v) in records {
+        let p = trendwatch_cli::partitioner::partition_for(
+            k.as_deref().unwrap_or_default(),
+            partitions as u32,
+        ) as i32;
+        match decode_in(v, Format::Protobuf, &config.validation).and_then(|d| {
+            d.validate(now, &config.validation).map(|e| {
+                states.get_mut(&p).unwrap().apply(&e, &mut alerts);
+            })
+        }) {
+            Ok(()) => {}
+            Err(r) => *rejected.entry(r.reason()).or_default() += 1,
+        }
+    }
+    Reference {
+        states,
+        alerts,
+        rejected,
+    }
+}
+
+/// Asserts that every partition's checkpointed state holds the same videos with the same
+/// counts and windows as the reference.
+pub fn assert_same_counts(
+    service: &BTreeMap<i32, (i64, PartitionState)>,
+    reference: &Reference,
+    ends: &BTreeMap<i32, i64>,
+) -> usize {
+    let mut videos = 0;
+    for (p, want) in &reference.states {
+        let (offset, got) = service
+            .get(p)
+            .unwrap_or_else(|| panic!("no checkpoint of partition {p}"));
+        assert_eq!(
+            Some(offset),
+            ends.get(p),
+            "partition {p}: checkpoint offset"
+        );
+        assert_eq!(got.stats(), want.stats(), "partition {p}: tallies");
+        let totals = want.video_totals();
+        assert_eq!(
+            got.video_totals(),
+            totals,
+            "partition {p}: per-video event totals"
+        );
+        for (video, _, _) in &totals {
+            assert_eq!(
+                got.video_counts(video),
+                want.video_counts(video),
+                "partition {p}, video {video}: windows"
+            );
+        }
+        videos += totals.len();
+    }
+    videos
+}
+
+/// Asserts that the service's alerts are the reference's: the same set of ids, and every
+/// copy of an id (re-sent after a restart) is the same decision.
+pub fn assert_same_alerts(service: &[AlertRecord], reference: &[Alert]) -> (usize, usize) {
+    let mut by_id: HashMap<&str, &Alert> = HashMap::new();
+    let mut duplicates = 0;
+    for a in service {
+        if let Some(first) = by_id.insert(a.alert.alert_id.as_str(), &a.alert) {
+            duplicates += 1;
+            assert_eq!(first, &a.alert, "two different alerts share an id");
+        }
+    }
+    let want: HashMap<&str, &Alert> = reference.iter().map(|a| (a.alert_id.as_str(), a)).collect();
+    let mut missing: Vec<&&Alert> = want
+        .iter()
+        .filter(|(id, _)| !by_id.contains_key(*id))
+        .map(|(_, a)| a)
+        .collect();
+    missing.sort_by_key(|a| a.detected_at);
+    let extra: Vec<&&Alert> = by_id
+        .iter()
+        .filter(|(id, _)| !want.contains_key(*id))
+        .map(|(_, a)| a)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} alerts missing (first {:?}), {} unexpected (first {:?})",
+        missing.len(),
+        missing.first(),
+        extra.len(),
+        extra.first()
+    );
+    for (id, a) in &want {
+        assert_eq!(by_id[id], *a, "alert {id} differs from the replay");
+    }
+    (want.len(), duplicates)
+}
+
+/// A counter process; killed if still running when dropped.
+pub struct CounterProcess {
+    /// Name in messages.
+    pub label: String,
+    child: Option<Child>,
+    /// host:port of its metrics listener.
+    pub metrics: String,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+impl CounterProcess {
+    /// GET `path` from the metrics listener: the body if the status is 200.
+    pub fn get(&self, path: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.metrics).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.metrics
+        )
+        .ok()?;
+        let mut response = String::new();
+        s.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+    }
+
+    /// The metrics page, parsed.
+    pub fn metrics(&self) -> Metrics {
+        Metrics::parse(&self.get("/metrics").unwrap_or_default())
+            .unwrap_or_else(|e| panic!("[{}] /metrics is not Prometheus text: {e}", self.label))
+    }
+
+    /// Waits until `ready(self)` holds, failing with the log if it does not in `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, ready: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !ready(self) {
+            assert!(
+                Instant::now() < deadline,
+                "[{}] waited {timeout:?} for {what}; log:\n{}",
+                self.label,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The process's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for a clean exit (status 0).
+    pub fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "[{}] exited with {status}; log:\n{}",
+                    self.label,
+                    self.log_text()
+                );
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "[{}] did not stop within 30 s; log:\n{}",
+                    self.label,
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for CounterProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The label set of one sample.
+pub type Labels = BTreeMap<String, String>;
+
+/// A parsed Prometheus text page: `name{labels}` → value.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Samples by name, each with its labels.
+    pub samples: BTreeMap<String, Vec<(Labels, f64)>>,
+    /// Names with a `# TYPE` line, and the type.
+    pub types: BTreeMap<String, String>,
+}
+
+impl Metrics {
+    /// Parses the exposition format strictly enough to catch a malformed page.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut m = Metrics::default();
+        let valid_name = |n: &str| {
+            !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+                && !n.starts_with(|c: char| c.is_ascii_digit())
+        };
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').ok_or(format!("bad TYPE: {line}"))?;
+                if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
+                    return Err(format!("unknown type in {line}"));
+                }
+                m.types.insert(name.into(), kind.into());
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').ok_or(format!("no value: {line}"))?;
+            let value: f64 = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v.parse().map_err(|_| format!("bad value in {line}"))?,
+            };
+            let (name, labels) = match series.split_once('{') {
+                None => (series, BTreeMap::new()),
+                Some((name, rest)) => {
+                    let body = rest
+                        .strip_suffix('}')
+                        .ok_or(format!("unclosed labels: {line}"))?;
+                    let mut labels = BTreeMap::new();
+                    for pair in body.split(',').filter(|p| !p.is_empty()) {
+                        let (k, v) = pair.split_once('=').ok_or(format!("bad label: {line}"))?;
+                        let v = v
+                            .strip_prefix('"')
+                            .and_then(|v| v.strip_suffix('"'))
+                            .ok_or(format!("unquoted label value: {line}"))?;
+                        if !valid_name(k) {
+                            return Err(format!("bad label name in {line}"));
+                        }
+                        labels.insert(k.to_string(), v.to_string());
+                    }
+                    (name, labels)
+                }
+            };
+            if !valid_name(name) {
+                return Err(format!("bad metric name in {line}"));
+            }
+            m.samples
+                .entry(name.to_string())
+                .or_default()
+                .push((labels, value));
+        }
+        Ok(m)
+    }
+
+    /// Sum of a metric's samples whose labels include `labels`.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples.get(name).map_or(0.0, |all| {
+            all.iter()
+                .filter(|(l, _)| {
+                    labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+                })
+                .map(|(_, v)| v)
+                .sum()
+        })
+    }
+}
+
+/// A small, fast workload from the load generator: a few thousand videos over an hour of
+/// event time with viral episodes, decoys, disorder, late and duplicate deliveries.
+pub fn workload(seed: u64, events: u64) -> Vec<EventRecord> {
+    let w = trendwatch_loadgen::Workload {
+        seed,
+        videos: 3_000,
+        events,
+        duration_ms: 3_600_000,
+        episodes: 8,
+        decoys_per_class: 3,
+        ..trendwatch_loadgen::Workload::default()
+    };
+    trendwatch_loadgen::generate(&w, |_, _| {}).0
+}

@@ -4,7 +4,9 @@
 //! - [`replay`]: runs the engine over an event file exactly as the service will run it.
 //! - [`backtest`]: scores a replay's alerts against a load generator's ground truth.
 //! - [`partitioner`]: which partition a keyed message lands on.
+//! - [`service`]: the Kafka commands (`run`, `alerts tail`, `publish`, `topics create`).
 
 pub mod backtest;
 pub mod partitioner;
 pub mod replay;
+pub mod service;

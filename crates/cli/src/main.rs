@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 use trendwatch_cli::backtest::{self, Score};
 use trendwatch_cli::replay::{self, ReplayTotals};
+use trendwatch_cli::service::{self, KafkaFlags, PublishFlags, RunFlags, TailFlags};
 use trendwatch_config::{Config, ConfigError};
 use trendwatch_loadgen::{GroundTruth, LoadgenArgs};
 use trendwatch_proto::files::Format;
@@ -32,8 +33,109 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Generate a workload with ground truth (same options as trendwatch-loadgen).
-    Loadgen(LoadgenArgs),
+    /// Generate a workload with ground truth (same options as trendwatch-loadgen); with
+    /// --publish, also publish it to the events topic.
+    Loadgen(LoadgenCmd),
+    /// Run the counter service: consume events, count, alert, checkpoint (until SIGTERM).
+    Run(RunFlags),
+    /// Alert topic tools.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
+    /// Publish an event file (`.pb` or `.jsonl`) to the events topic, keyed by video id.
+    Publish {
+        /// The event file.
+        #[arg(long)]
+        input: PathBuf,
+        #[command(flatten)]
+        flags: PublishFlags,
+    },
+    /// Topic tools.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
+    /// Performance tools (the broker benchmark's yardsticks).
+    Perf {
+        #[command(subcommand)]
+        command: PerfCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PerfCommand {
+    /// A bare consumer: join a group, read N records, print throughput and CPU as JSON.
+    Consume {
+        #[command(flatten)]
+        flags: KafkaFlags,
+        /// Topic (default: topics.events).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Consumer group (default: a fresh one).
+        #[arg(long)]
+        group: Option<String>,
+        /// Records to read.
+        #[arg(long)]
+        records: u64,
+        /// Give up after this long.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Run librdkafka's in-process mock cluster; prints its bootstrap servers, serves
+    /// until Ctrl-C.
+    MockCluster {
+        /// Brokers in the cluster.
+        #[arg(long, default_value_t = 1)]
+        brokers: i32,
+        /// Topics to create (comma-separated; the mock cluster does not serve CreateTopics).
+        #[arg(long, value_delimiter = ',')]
+        topics: Vec<String>,
+        /// Partitions of each created topic.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+    },
+    /// Delay from each alert's source record to the alert, over the alert topic (JSON).
+    AlertDelay {
+        #[command(flatten)]
+        flags: KafkaFlags,
+        /// Alert topic (default: topics.alerts).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Stop reading after this long without an alert.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        quiet: std::time::Duration,
+    },
+}
+
+#[derive(clap::Args)]
+struct LoadgenCmd {
+    #[command(flatten)]
+    args: LoadgenArgs,
+    /// Publish the generated events to Kafka (see --bootstrap-servers, --publish-rate).
+    #[arg(long)]
+    publish: bool,
+    #[command(flatten)]
+    kafka: PublishFlags,
+}
+
+#[derive(Subcommand)]
+enum AlertsCommand {
+    /// Follow the alert topic and print alerts as they arrive.
+    Tail(TailFlags),
+}
+
+#[derive(Subcommand)]
+enum TopicsCommand {
+    /// Create the counter's topics (events, alerts, state compacted, dead letters, late) if
+    /// they are missing.
+    Create {
+        #[command(flatten)]
+        flags: KafkaFlags,
+        /// Partitions of each created topic.
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -81,8 +183,19 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { file },
         } => return config_check(file.as_ref()),
-        Command::Loadgen(args) => trendwatch_loadgen::run(&args).map(|s| eprintln!("{s}")),
+        Command::Loadgen(cmd) => run_loadgen(&cmd),
         Command::Replay(args) => run_replay(&args),
+        Command::Run(flags) => service::run_counter(&flags),
+        Command::Alerts {
+            command: AlertsCommand::Tail(flags),
+        } => service::alerts_tail(&flags),
+        Command::Publish { input, flags } => {
+            service::publish_file(&flags, &input).map(|s| eprintln!("{s}"))
+        }
+        Command::Topics {
+            command: TopicsCommand::Create { flags, partitions },
+        } => service::topics_create(&flags, partitions),
+        Command::Perf { command } => run_perf(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -91,6 +204,59 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_loadgen(cmd: &LoadgenCmd) -> anyhow::Result<()> {
+    let summary = trendwatch_loadgen::run(&cmd.args)?;
+    eprintln!("{summary}");
+    if cmd.publish {
+        let published = service::publish_file(&cmd.kafka, &summary.events_path)?;
+        eprintln!("{published}");
+        if published.failed > 0 {
+            anyhow::bail!("{} events were not acknowledged", published.failed);
+        }
+    }
+    Ok(())
+}
+
+fn run_perf(command: PerfCommand) -> anyhow::Result<()> {
+    use trendwatch_runtime::perf;
+    match command {
+        PerfCommand::Consume {
+            flags,
+            topic,
+            group,
+            records,
+            timeout,
+        } => {
+            let config = service::load(&flags)?;
+            let topic = topic.unwrap_or_else(|| config.topics.events.clone());
+            let group = group.unwrap_or_else(|| format!("perf-{}", std::process::id()));
+            let report = perf::consume(&config, &topic, &group, records, timeout)?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        PerfCommand::MockCluster {
+            brokers,
+            topics,
+            partitions,
+        } => {
+            let shutdown = service::shutdown_on_signals();
+            perf::mock_cluster(brokers, &topics, partitions, &shutdown, |bootstrap| {
+                println!("{bootstrap}");
+            })?;
+        }
+        PerfCommand::AlertDelay {
+            flags,
+            topic,
+            quiet,
+        } => {
+            let config = service::load(&flags)?;
+            let topic = topic.unwrap_or_else(|| config.topics.alerts.clone());
+            let report = perf::alert_delays(&config, &topic, quiet)?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+    }
+    Ok(())
 }
 
 fn config_check(file: Option<&PathBuf>) -> ExitCode {

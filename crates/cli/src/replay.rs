@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use serde::Serialize;
 use trendwatch_config::Config;
@@ -61,11 +61,7 @@ pub struct Replay {
 }
 
 /// Wall clock in ms (validation's notion of "now" for the future-skew check).
-pub fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub use trendwatch_runtime::wall_ms;
 
 /// Replays `input` (in `format`, or the one its name implies) through `partitions`
 /// partition states configured by `config`.

@@ -6,6 +6,8 @@
 //! command-line flags applied by the binary. Unknown keys are errors, and [`Config::validate`]
 //! reports every problem at once, each naming its key.
 
+mod service;
+
 use std::path::Path;
 
 use figment::Figment;
@@ -13,6 +15,11 @@ use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use trendwatch_core::EngineConfig;
 use trendwatch_proto::ValidationConfig;
+
+pub use service::{
+    CounterConfig, KafkaProperties, LogFormat, RESERVED_KAFKA_PROPERTIES, TelemetryConfig,
+    TopicsConfig,
+};
 
 /// The environment prefix of configuration overrides.
 pub const ENV_PREFIX: &str = "TRENDWATCH__";
@@ -25,7 +32,18 @@ pub struct Config {
     pub engine: EngineConfig,
     /// Limits on incoming events.
     pub validation: ValidationConfig,
+    /// librdkafka properties for every client (`"bootstrap.servers"`, TLS, SASL, ...).
+    pub kafka: KafkaProperties,
+    /// Topic names.
+    pub topics: TopicsConfig,
+    /// The counter service.
+    pub counter: CounterConfig,
+    /// Metrics, health endpoints and logs.
+    pub telemetry: TelemetryConfig,
 }
+
+/// The broker a configuration without `kafka."bootstrap.servers"` talks to.
+pub const DEFAULT_BOOTSTRAP_SERVERS: &str = "127.0.0.1:9092";
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -65,13 +83,21 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        let overrides: Vec<(String, String)> = env
-            .into_iter()
-            .filter_map(|(k, v)| {
-                k.strip_prefix(ENV_PREFIX)
-                    .map(|rest| (rest.to_ascii_lowercase().replace("__", "."), v))
-            })
-            .collect();
+        let mut overrides: Vec<(String, String)> = Vec::new();
+        // librdkafka property names contain dots, so they cannot be nested keys:
+        // TRENDWATCH__KAFKA__SECURITY_PROTOCOL sets kafka."security.protocol".
+        let mut kafka_overrides: Vec<(String, String)> = Vec::new();
+        for (k, v) in env {
+            let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let rest = rest.to_ascii_lowercase();
+            if let Some(property) = rest.strip_prefix("kafka__") {
+                kafka_overrides.push((property.replace('_', "."), v));
+            } else {
+                overrides.push((rest.replace("__", "."), v));
+            }
+        }
         for (key, value) in overrides {
             // A value is read as TOML (`7.5`, `true`, `[5.0, 20.0]`), else taken as a string
             // (`5s`, `exactly-once`).
@@ -82,10 +108,11 @@ impl Config {
                 .unwrap_or(toml::Value::String(value));
             figment = figment.merge(Serialized::default(&key, parsed));
         }
-        let config: Config = figment.extract().map_err(|e| {
+        let mut config: Config = figment.extract().map_err(|e| {
             let all: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
             ConfigError::Load(all.join("; "))
         })?;
+        config.kafka.extend(kafka_overrides);
         config.validate().map_err(ConfigError::Invalid)?;
         Ok(config)
     }
@@ -99,11 +126,19 @@ impl Config {
         if let Err(e) = self.validation.validate() {
             errors.extend(e);
         }
+        service::validate_service(&self.kafka, &self.topics, &self.counter, &mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
             Err(errors)
         }
+    }
+
+    /// The bootstrap servers the clients connect to.
+    pub fn bootstrap_servers(&self) -> &str {
+        self.kafka
+            .get("bootstrap.servers")
+            .map_or(DEFAULT_BOOTSTRAP_SERVERS, String::as_str)
     }
 
     /// The effective configuration as TOML.
@@ -177,6 +212,67 @@ mod tests {
             }
             other => panic!("{other}"),
         }
+    }
+
+    #[test]
+    fn kafka_properties_come_from_file_and_environment() {
+        let dir = tempfile_dir("kafka");
+        let path = dir.join("k.toml");
+        std::fs::write(
+            &path,
+            "[kafka]\n\"bootstrap.servers\" = \"broker:9092\"\n\"security.protocol\" = \"SSL\"\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&path),
+            env(&[
+                ("TRENDWATCH__KAFKA__SECURITY_PROTOCOL", "SASL_SSL"),
+                ("TRENDWATCH__KAFKA__SASL_MECHANISM", "PLAIN"),
+                ("TRENDWATCH__COUNTER__OUTPUT_FORMAT", "json"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.bootstrap_servers(), "broker:9092");
+        assert_eq!(c.kafka["security.protocol"], "SASL_SSL");
+        assert_eq!(c.kafka["sasl.mechanism"], "PLAIN");
+        assert_eq!(
+            c.counter.output_format,
+            trendwatch_proto::files::Format::Json
+        );
+    }
+
+    #[test]
+    fn service_sections_are_validated() {
+        let err = Config::load(
+            None,
+            env(&[
+                ("TRENDWATCH__KAFKA__ENABLE_AUTO_COMMIT", "true"),
+                ("TRENDWATCH__TOPICS__DLQ", "trendwatch-alerts"),
+                ("TRENDWATCH__TOPICS__STATE", "bad topic"),
+                ("TRENDWATCH__COUNTER__CHECKPOINT_INTERVAL", "0s"),
+            ]),
+        )
+        .unwrap_err();
+        let ConfigError::Invalid(all) = err else {
+            panic!("{err}")
+        };
+        assert_eq!(all.len(), 4, "{all:#?}");
+        assert!(all[0].contains("enable.auto.commit"));
+        assert!(all.iter().any(|e| e.starts_with("topics.state")));
+        assert!(
+            all.iter()
+                .any(|e| e.starts_with("topics.dlq") && e.contains("topics.alerts"))
+        );
+        assert!(
+            all.iter()
+                .any(|e| e.starts_with("counter.checkpoint_interval"))
+        );
+    }
+
+    fn tempfile_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("twcfg-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     #[test]

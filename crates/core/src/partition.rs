@@ -238,6 +238,14 @@ impl PartitionState {
         }
     }
 
+    /// Forgets when the partition was last heard of on the wall clock, so silence is measured
+    /// from the next [`PartitionState::tick`]. Call it after restoring a checkpoint: the wall
+    /// clock of the previous owner (and the time the partition spent unassigned) is not
+    /// silence of the stream, and counting it would jump the watermark.
+    pub fn restart_idle_clock(&mut self) {
+        self.clock.idle_since = None;
+    }
+
     /// End of input: advances the watermark, a bucket at a time, far enough that every
     /// window closes and every open episode ends. Used by replay and backtests.
     pub fn finish(&mut self, out: &mut Vec<Alert>) {

@@ -234,6 +234,29 @@ fn idle_partition_ends_episodes_from_wall_clock_ticks() {
 }
 
 #[test]
+fn a_restored_partition_measures_silence_from_its_new_owner() {
+    let mut f = Feed::new();
+    mixed(&mut f, &[("bg", EventKind::View, 60)], T0, T0 + 5 * 60_000);
+    let wall = 5_000_000_000_000;
+    f.state.tick(wall, &mut f.alerts);
+    f.state.tick(wall + 1_000, &mut f.alerts);
+    let wm = f.state.watermark();
+    let mut restored =
+        PartitionState::from_bytes(EngineConfig::default(), &f.state.to_bytes()).unwrap();
+    // The new owner starts an hour of wall time later: without the restart that hour would
+    // count as silence and jump the watermark at once.
+    restored.restart_idle_clock();
+    let later = wall + 3_600_000;
+    let mut out = Vec::new();
+    for s in 0..=30 {
+        restored.tick(later + s * 1_000, &mut out);
+    }
+    assert_eq!(restored.watermark(), wm);
+    restored.tick(later + 40_000, &mut out);
+    assert!(restored.watermark() > wm);
+}
+
+#[test]
 fn the_cap_admits_hot_newcomers_and_keeps_hot_videos() {
     let mut config = EngineConfig::default();
     config.capacity.max_videos = 64;

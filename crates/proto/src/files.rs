@@ -13,8 +13,9 @@ use crate::record::{AlertRecord, EventRecord};
 /// Largest record a file reader accepts; a longer frame is corruption, not a record.
 pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
 
-/// The two forms of the contract.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The two forms of the contract (`"protobuf"` or `"json"` in configuration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Protobuf (length-delimited in files).
     Protobuf,
@@ -32,6 +33,16 @@ impl Format {
                 "{}: cannot tell the format from the name; use .pb (length-delimited protobuf) or .jsonl/.ndjson (JSON lines)",
                 path.display()
             ))),
+        }
+    }
+}
+
+impl Format {
+    /// The configuration name of the form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Protobuf => "protobuf",
+            Format::Json => "json",
         }
     }
 }

@@ -1,0 +1,296 @@
+//! The Kafka side of the command line: `run`, `alerts tail`, `publish`, `topics create` and
+//! the load generator's Kafka mode. Each parses nothing itself: `main` hands it a loaded
+//! configuration and the flags it owns.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use trendwatch_config::Config;
+use trendwatch_proto::files::{Format, RecordReader};
+use trendwatch_runtime::client::{counter_topics, ensure_topics};
+use trendwatch_runtime::health::{self, Health};
+use trendwatch_runtime::publish::{PublishOptions, PublishSummary, publish};
+use trendwatch_runtime::tail::{TailOptions, tail};
+use trendwatch_runtime::{counter, telemetry};
+
+/// Flags every Kafka command accepts; they override the file and the environment.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct KafkaFlags {
+    /// A TOML configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap servers (overrides kafka."bootstrap.servers").
+    #[arg(long, env = "TRENDWATCH_BOOTSTRAP_SERVERS")]
+    pub bootstrap_servers: Option<String>,
+}
+
+/// Flags of `trendwatch run`.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct RunFlags {
+    /// Kafka connection and configuration file.
+    #[command(flatten)]
+    pub kafka: KafkaFlags,
+    /// Address of /metrics, /healthz and /readyz (overrides telemetry.metrics_addr).
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Form of the events: protobuf or json (overrides counter.input_format).
+    #[arg(long)]
+    pub input_format: Option<String>,
+    /// Form of the alerts: protobuf or json (overrides counter.output_format).
+    #[arg(long)]
+    pub output_format: Option<String>,
+    /// Consumer group (overrides counter.group_id).
+    #[arg(long)]
+    pub group_id: Option<String>,
+    /// Logs as JSON lines (overrides telemetry.log_format).
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+/// Loads defaults ← file ← environment ← these flags, and validates the result.
+pub fn load(flags: &KafkaFlags) -> anyhow::Result<Config> {
+    let mut config = Config::load(flags.config.as_deref(), std::env::vars())?;
+    if let Some(bs) = &flags.bootstrap_servers {
+        config.kafka.insert("bootstrap.servers".into(), bs.clone());
+    }
+    Ok(config)
+}
+
+fn load_run(flags: &RunFlags) -> anyhow::Result<Config> {
+    let mut config = load(&flags.kafka)?;
+    if let Some(a) = flags.metrics_addr {
+        config.telemetry.metrics_addr = a;
+    }
+    if let Some(f) = &flags.input_format {
+        config.counter.input_format = f.parse::<Format>()?;
+    }
+    if let Some(f) = &flags.output_format {
+        config.counter.output_format = f.parse::<Format>()?;
+    }
+    if let Some(g) = &flags.group_id {
+        config.counter.group_id = g.clone();
+    }
+    if flags.log_json {
+        config.telemetry.log_format = trendwatch_config::LogFormat::Json;
+    }
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n  {}", e.join("\n  ")))?;
+    Ok(config)
+}
+
+/// A token cancelled by SIGINT or SIGTERM.
+async fn signals(token: CancellationToken) {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term => tracing::info!("SIGTERM: shutting down"),
+        _ = token.cancelled() => {}
+    }
+    token.cancel();
+}
+
+/// A token cancelled by SIGINT or SIGTERM, for the synchronous tools.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(signals(token));
+        }
+    });
+    shutdown
+}
+
+/// `trendwatch run`: the counter with its metrics listener, until SIGINT/SIGTERM.
+pub fn run_counter(flags: &RunFlags) -> anyhow::Result<()> {
+    let config = load_run(flags)?;
+    telemetry::init_logging(&config.telemetry);
+    let metrics = telemetry::install_metrics()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let health = Health::new();
+        let (addr, server) = health::serve(
+            config.telemetry.metrics_addr,
+            Arc::clone(&health),
+            metrics,
+            shutdown.clone(),
+        )
+        .await?;
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+        tokio::spawn(signals(shutdown.clone()));
+        let drain = config.counter.shutdown_timeout;
+        let token = shutdown.clone();
+        let mut service =
+            tokio::task::spawn_blocking(move || counter::run(config, health, token));
+        let outcome = tokio::select! {
+            r = &mut service => r,
+            _ = shutdown.cancelled() => {
+                match tokio::time::timeout(drain, &mut service).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        anyhow::bail!("shutdown took longer than {drain:?}; exiting without a final checkpoint (the last one stands)");
+                    }
+                }
+            }
+        };
+        shutdown.cancel();
+        let _ = server.await;
+        outcome.context("the counter thread panicked")??;
+        Ok(())
+    })
+}
+
+/// Flags of `trendwatch alerts tail`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct TailFlags {
+    /// Kafka connection and configuration file.
+    #[command(flatten)]
+    pub kafka: KafkaFlags,
+    /// Alert topic (default: topics.alerts).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Start with the oldest alert on the topic.
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Print NDJSON (the contract's JSON form) instead of table lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Only alerts of this type (repeatable): TRENDING, VIRAL_VELOCITY, ..._ENDED.
+    #[arg(long = "type")]
+    pub types: Vec<String>,
+    /// Only alerts about this video.
+    #[arg(long)]
+    pub video: Option<String>,
+    /// Stop after this many alerts.
+    #[arg(long)]
+    pub max: Option<u64>,
+    /// Stop after this long without a new alert (e.g. "5s").
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub idle_exit: Option<Duration>,
+}
+
+/// `trendwatch alerts tail`.
+pub fn alerts_tail(flags: &TailFlags) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let config = load(&flags.kafka)?;
+    let types = flags
+        .types
+        .iter()
+        .map(|t| {
+            serde_json::from_value(serde_json::Value::String(t.to_ascii_uppercase()))
+                .with_context(|| format!("unknown alert type {t:?}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let options = TailOptions {
+        topic: flags
+            .topic
+            .clone()
+            .unwrap_or_else(|| config.topics.alerts.clone()),
+        from_beginning: flags.from_beginning,
+        json: flags.json,
+        color: std::io::stdout().is_terminal(),
+        types,
+        video: flags.video.clone(),
+        max: flags.max,
+        idle_exit: flags.idle_exit,
+    };
+    let shutdown = shutdown_on_signals();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    tail(&config, &options, &mut out, &shutdown)?;
+    Ok(())
+}
+
+/// Flags of `trendwatch publish` and of the load generator's Kafka mode.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct PublishFlags {
+    /// Kafka connection and configuration file.
+    #[command(flatten)]
+    pub kafka: KafkaFlags,
+    /// Topic to write (default: topics.events).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Records per second (default: as fast as the broker takes them).
+    #[arg(long)]
+    pub publish_rate: Option<f64>,
+    /// Create the counter's topics first if they are missing, with this many partitions.
+    #[arg(long)]
+    pub create_topics: Option<i32>,
+}
+
+/// Publishes the records of an event file (`.pb` or `.jsonl`, sent in the form they are
+/// in), keyed by video id.
+pub fn publish_file(flags: &PublishFlags, input: &Path) -> anyhow::Result<PublishSummary> {
+    let config = load(&flags.kafka)?;
+    if let Some(partitions) = flags.create_topics {
+        let created = ensure_topics(&config, &counter_topics(&config, partitions))?;
+        if !created.is_empty() {
+            eprintln!("created topics {}", created.join(", "));
+        }
+    }
+    let topic = flags
+        .topic
+        .clone()
+        .unwrap_or_else(|| config.topics.events.clone());
+    let format = Format::from_path(input)?;
+    // The whole file is read first, so the publish rate is the broker's, not the disk's.
+    let events = trendwatch_proto::files::read_event_file(input)?;
+    let mut reader = RecordReader::open_as(input, format)?;
+    let mut raw = Vec::with_capacity(events.len());
+    while let Some(bytes) = reader.next_record()? {
+        raw.push(bytes.to_vec());
+    }
+    let records = events
+        .iter()
+        .zip(raw)
+        .map(|(e, bytes)| (Some(e.video_id.as_bytes()), bytes));
+    let options = PublishOptions {
+        rate: flags.publish_rate,
+        progress: true,
+    };
+    let shutdown = CancellationToken::new();
+    let summary = publish(
+        &config,
+        &topic,
+        records,
+        events.len() as u64,
+        &options,
+        &shutdown,
+    )?;
+    Ok(summary)
+}
+
+/// `trendwatch topics create`: the counter's topics, if missing.
+pub fn topics_create(flags: &KafkaFlags, partitions: i32) -> anyhow::Result<()> {
+    let config = load(flags)?;
+    let created = ensure_topics(&config, &counter_topics(&config, partitions))?;
+    if created.is_empty() {
+        println!("all topics exist");
+    } else {
+        println!("created {}", created.join(", "));
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! The service sections of the configuration: Kafka client properties, topic names, the
+//! counter's behaviour and telemetry.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use trendwatch_proto::files::Format;
+
+/// Any librdkafka property, passed to every client unchanged (`"bootstrap.servers"`,
+/// `"security.protocol"`, `"sasl.mechanism"`, `"ssl.ca.location"`, ...). Properties the
+/// services must control for their guarantees (offset storage, idempotence) are set by the
+/// services and refused here.
+pub type KafkaProperties = BTreeMap<String, String>;
+
+/// librdkafka properties the services set themselves; configuring them would break the
+/// delivery guarantees, so validation refuses them.
+pub const RESERVED_KAFKA_PROPERTIES: &[&str] = &[
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.idempotence",
+    "enable.partition.eof",
+    "isolation.level",
+    "transactional.id",
+];
+
+/// Topic names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Engagement events, keyed by video id.
+    pub events: String,
+    /// Alerts, keyed by video id.
+    pub alerts: String,
+    /// Partition checkpoints (compacted).
+    pub state: String,
+    /// Rejected input with headers saying why and where from.
+    pub dlq: String,
+    /// Events beyond the allowed lateness; empty: late events are only counted.
+    pub late: String,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        Self {
+            events: "engagement-events".into(),
+            alerts: "trendwatch-alerts".into(),
+            state: "trendwatch-state".into(),
+            dlq: "trendwatch-dlq".into(),
+            late: String::new(),
+        }
+    }
+}
+
+/// How the counter service runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CounterConfig {
+    /// Consumer group of the counter instances.
+    pub group_id: String,
+    /// Form of the events on the events topic.
+    pub input_format: Format,
+    /// Form of the alerts written to the alert topic.
+    pub output_format: Format,
+    /// How often each partition's state is checkpointed (and offsets committed).
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+    /// How often idle partitions are told the wall-clock time and metrics are published.
+    #[serde(with = "humantime_serde")]
+    pub tick_interval: Duration,
+    /// Longest a graceful shutdown (finish batch, flush, checkpoint, commit) may take.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Longest the broker may take to acknowledge alerts and checkpoints before the
+    /// attempt counts as failed (and is retried at the next checkpoint).
+    #[serde(with = "humantime_serde")]
+    pub ack_timeout: Duration,
+    /// Largest checkpoint record; bigger states are split into chunks of this size (keep it
+    /// under the broker's `message.max.bytes`).
+    pub checkpoint_chunk_bytes: usize,
+    /// A partition is caught up (for readiness) when its consumer lag is at most this.
+    pub ready_max_lag: i64,
+}
+
+impl Default for CounterConfig {
+    fn default() -> Self {
+        Self {
+            group_id: "trendwatch-counter".into(),
+            input_format: Format::Protobuf,
+            output_format: Format::Protobuf,
+            checkpoint_interval: Duration::from_secs(10),
+            tick_interval: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(30),
+            ack_timeout: Duration::from_secs(30),
+            checkpoint_chunk_bytes: 512 * 1024,
+            ready_max_lag: 10_000,
+        }
+    }
+}
+
+/// Log output form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Metrics, health and logs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (loopback by default).
+    pub metrics_addr: SocketAddr,
+    /// Log form.
+    pub log_format: LogFormat,
+    /// Log filter in `tracing` syntax (`info`, `trendwatch=debug,rdkafka=warn`);
+    /// `RUST_LOG` overrides it.
+    pub log_level: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+        }
+    }
+}
+
+pub(crate) fn validate_service(
+    kafka: &KafkaProperties,
+    topics: &TopicsConfig,
+    counter: &CounterConfig,
+    errors: &mut Vec<String>,
+) {
+    for key in kafka.keys() {
+        if RESERVED_KAFKA_PROPERTIES.contains(&key.as_str()) {
+            errors.push(format!(
+                "kafka.\"{key}\": set by trendwatch itself for its delivery guarantees; use the counter/topics sections"
+            ));
+        }
+    }
+    let mut names = vec![
+        ("topics.events", &topics.events),
+        ("topics.alerts", &topics.alerts),
+        ("topics.state", &topics.state),
+        ("topics.dlq", &topics.dlq),
+    ];
+    if !topics.late.is_empty() {
+        names.push(("topics.late", &topics.late));
+    }
+    for (i, (key, name)) in names.iter().enumerate() {
+        if name.is_empty() {
+            errors.push(format!("{key}: must not be empty"));
+        } else if !valid_topic_name(name) {
+            errors.push(format!(
+                "{key}: {name:?} is not a Kafka topic name (letters, digits, '.', '_', '-', at most 249)"
+            ));
+        } else if let Some((other, _)) = names[..i].iter().find(|(_, n)| n == name) {
+            errors.push(format!(
+                "{key}: {name:?} is also {other}; every topic must differ"
+            ));
+        }
+    }
+    if counter.group_id.is_empty() {
+        errors.push("counter.group_id: must not be empty".into());
+    }
+    let positive = [
+        ("counter.checkpoint_interval", counter.checkpoint_interval),
+        ("counter.tick_interval", counter.tick_interval),
+        ("counter.shutdown_timeout", counter.shutdown_timeout),
+        ("counter.ack_timeout", counter.ack_timeout),
+    ];
+    for (key, d) in positive {
+        if d.is_zero() {
+            errors.push(format!("{key}: must be longer than zero"));
+        }
+    }
+    if counter.checkpoint_chunk_bytes < 1024 {
+        errors.push("counter.checkpoint_chunk_bytes: must be at least 1024".into());
+    }
+    if counter.ready_max_lag < 0 {
+        errors.push("counter.ready_max_lag: must not be negative".into());
+    }
+}
+
+/// Kafka's rule for topic names.
+fn valid_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}

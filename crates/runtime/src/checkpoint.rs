@@ -1,0 +1,434 @@
+//! Partition checkpoints on a compacted topic.
+//!
+//! A checkpoint is a partition's engine state together with the events-topic offset it
+//! covers (the next offset to read). It is written as one or more chunk records to the
+//! state partition `events partition % state partitions`, keyed
+//! `<events topic>/<partition>/<slot>/<chunk>`. Generations alternate between two slots,
+//! so a crash in the middle of writing generation *g* leaves generation *g − 1* whole in
+//! the other slot; compaction keeps the latest record per key, i.e. at most two
+//! generations.
+//!
+//! Restoring reads the state partition from the beginning up to a marker record written
+//! just before (its offset comes back in the produce acknowledgement, which does not
+//! depend on the broker's high watermark being exact), keeps the newest record per key,
+//! and takes the newest generation whose chunks are all present and intact.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+use trendwatch_config::Config;
+
+use crate::client::{partition_count, producer_config, reader_config};
+use crate::error::{Result, RuntimeError};
+
+const MAGIC: &[u8; 4] = b"TWCK";
+const MARKER: &[u8; 4] = b"TWMK";
+const VERSION: u8 = 1;
+/// magic, version, partition, generation, offset, chunk, chunks, crc.
+const HEADER_LEN: usize = 4 + 1 + 4 + 8 + 8 + 4 + 4 + 4;
+
+/// The latest checkpoint of a partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Increases by one per checkpoint of the partition.
+    pub generation: u64,
+    /// The next events-topic offset to read: every record before it is in `state`.
+    pub offset: i64,
+    /// The engine state (`PartitionState::to_bytes`).
+    pub state: Vec<u8>,
+}
+
+/// The key of chunk `chunk` of a generation's slot.
+pub fn chunk_key(events_topic: &str, partition: i32, generation: u64, chunk: u32) -> String {
+    format!("{events_topic}/{partition}/{}/{chunk}", generation % 2)
+}
+
+fn marker_key(events_topic: &str, partition: i32) -> String {
+    format!("{events_topic}/{partition}/marker")
+}
+
+/// Splits a checkpoint into `(key, value)` records of at most `chunk_bytes` of state each.
+pub fn encode_chunks(
+    events_topic: &str,
+    partition: i32,
+    checkpoint: &Checkpoint,
+    chunk_bytes: usize,
+) -> Vec<(String, Vec<u8>)> {
+    let pieces: Vec<&[u8]> = if checkpoint.state.is_empty() {
+        vec![&[]]
+    } else {
+        checkpoint.state.chunks(chunk_bytes.max(1)).collect()
+    };
+    let chunks = pieces.len() as u32;
+    pieces
+        .into_iter()
+        .enumerate()
+        .map(|(i, piece)| {
+            let mut v = Vec::with_capacity(HEADER_LEN + piece.len());
+            v.extend_from_slice(MAGIC);
+            v.push(VERSION);
+            v.extend_from_slice(&partition.to_le_bytes());
+            v.extend_from_slice(&checkpoint.generation.to_le_bytes());
+            v.extend_from_slice(&checkpoint.offset.to_le_bytes());
+            v.extend_from_slice(&(i as u32).to_le_bytes());
+            v.extend_from_slice(&chunks.to_le_bytes());
+            v.extend_from_slice(&crc32fast::hash(piece).to_le_bytes());
+            v.extend_from_slice(piece);
+            (
+                chunk_key(events_topic, partition, checkpoint.generation, i as u32),
+                v,
+            )
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug)]
+struct Chunk {
+    generation: u64,
+    offset: i64,
+    index: u32,
+    chunks: u32,
+    data: Vec<u8>,
+}
+
+fn decode_chunk(value: &[u8], partition: i32) -> Option<Chunk> {
+    let rest = value.strip_prefix(MAGIC.as_slice())?;
+    let (&version, rest) = rest.split_first()?;
+    if version != VERSION || rest.len() < HEADER_LEN - 5 {
+        return None;
+    }
+    let i32_at = |o: usize| rest[o..o + 4].try_into().ok().map(i32::from_le_bytes);
+    let u32_at = |o: usize| rest[o..o + 4].try_into().ok().map(u32::from_le_bytes);
+    let u64_at = |o: usize| rest[o..o + 8].try_into().ok().map(u64::from_le_bytes);
+    if i32_at(0)? != partition {
+        return None;
+    }
+    let generation = u64_at(4)?;
+    let offset = u64_at(12)? as i64;
+    let index = u32_at(20)?;
+    let chunks = u32_at(24)?;
+    let crc = u32_at(28)?;
+    let data = &rest[32..];
+    if crc32fast::hash(data) != crc || index >= chunks {
+        return None;
+    }
+    Some(Chunk {
+        generation,
+        offset,
+        index,
+        chunks,
+        data: data.to_vec(),
+    })
+}
+
+/// Folds the records of a state partition (in offset order) into the newest complete
+/// checkpoint of one events partition.
+#[derive(Debug)]
+pub struct CheckpointAssembler {
+    prefix: String,
+    partition: i32,
+    latest: HashMap<String, Chunk>,
+    /// Records under our prefix that were not valid chunks (corrupt or foreign).
+    pub ignored: u64,
+}
+
+impl CheckpointAssembler {
+    /// An assembler for `partition` of `events_topic`.
+    pub fn new(events_topic: &str, partition: i32) -> Self {
+        Self {
+            prefix: format!("{events_topic}/{partition}/"),
+            partition,
+            latest: HashMap::new(),
+            ignored: 0,
+        }
+    }
+
+    /// Takes one record; records of other partitions and markers are skipped, a later
+    /// record replaces an earlier one with the same key (compaction's rule), and an empty
+    /// value deletes the key (a tombstone).
+    pub fn push(&mut self, key: &[u8], value: Option<&[u8]>) {
+        let Ok(key) = std::str::from_utf8(key) else {
+            return;
+        };
+        let Some(rest) = key.strip_prefix(&self.prefix) else {
+            return;
+        };
+        if rest == "marker" {
+            return;
+        }
+        match value {
+            None => {
+                self.latest.remove(key);
+            }
+            Some(v) => match decode_chunk(v, self.partition) {
+                Some(c) => {
+                    self.latest.insert(key.to_string(), c);
+                }
+                None => self.ignored += 1,
+            },
+        }
+    }
+
+    /// The newest generation whose chunks are all present, if any.
+    pub fn finish(self) -> Option<Checkpoint> {
+        let mut by_generation: HashMap<u64, Vec<&Chunk>> = HashMap::new();
+        for c in self.latest.values() {
+            by_generation.entry(c.generation).or_default().push(c);
+        }
+        let mut generations: Vec<u64> = by_generation.keys().copied().collect();
+        generations.sort_unstable_by(|a, b| b.cmp(a));
+        for g in generations {
+            let mut chunks = by_generation.remove(&g).unwrap_or_default();
+            chunks.sort_by_key(|c| c.index);
+            let total = chunks.first().map_or(0, |c| c.chunks);
+            let complete = chunks.len() == total as usize
+                && chunks
+                    .iter()
+                    .enumerate()
+                    .all(|(i, c)| c.index == i as u32 && c.chunks == total);
+            let same_offset = chunks.windows(2).all(|w| w[0].offset == w[1].offset);
+            if complete && same_offset {
+                let mut state = Vec::with_capacity(chunks.iter().map(|c| c.data.len()).sum());
+                for c in &chunks {
+                    state.extend_from_slice(&c.data);
+                }
+                return Some(Checkpoint {
+                    generation: g,
+                    offset: chunks[0].offset,
+                    state,
+                });
+            }
+        }
+        None
+    }
+}
+
+/// Writes and reads the checkpoints of one events topic.
+pub struct CheckpointStore {
+    events_topic: String,
+    state_topic: String,
+    state_partitions: i32,
+    chunk_bytes: usize,
+    ack_timeout: Duration,
+    producer: FutureProducer,
+    config: Config,
+}
+
+impl CheckpointStore {
+    /// Connects to the state topic (which must exist).
+    pub fn new(config: &Config) -> Result<Self> {
+        let producer: FutureProducer = producer_config(config)
+            .create()
+            .map_err(|e| RuntimeError::kafka("creating the checkpoint producer", e))?;
+        let probe: BaseConsumer = reader_config(config, "state-metadata")
+            .create()
+            .map_err(|e| RuntimeError::kafka("creating a metadata client", e))?;
+        let state_partitions = partition_count(&probe, &config.topics.state)?.ok_or_else(|| {
+            RuntimeError::Config(format!(
+                "state topic {} does not exist",
+                config.topics.state
+            ))
+        })?;
+        Ok(Self {
+            events_topic: config.topics.events.clone(),
+            state_topic: config.topics.state.clone(),
+            state_partitions,
+            chunk_bytes: config.counter.checkpoint_chunk_bytes,
+            ack_timeout: config.counter.ack_timeout,
+            producer,
+            config: config.clone(),
+        })
+    }
+
+    fn state_partition(&self, partition: i32) -> i32 {
+        partition.rem_euclid(self.state_partitions.max(1))
+    }
+
+    /// Writes the checkpoints and waits for the broker to acknowledge every chunk. Returns,
+    /// per checkpoint in input order, whether it is durable, and the bytes written.
+    pub fn write(&self, checkpoints: &[(i32, &Checkpoint)]) -> (Vec<bool>, u64) {
+        let records: Vec<(usize, i32, String, Vec<u8>)> = checkpoints
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (partition, cp))| {
+                let sp = self.state_partition(*partition);
+                encode_chunks(&self.events_topic, *partition, cp, self.chunk_bytes)
+                    .into_iter()
+                    .map(move |(key, value)| (i, sp, key, value))
+            })
+            .collect();
+        let bytes = records.iter().map(|r| r.3.len() as u64).sum();
+        let pending = records.iter().map(|(i, sp, key, value)| {
+            let record = FutureRecord::to(&self.state_topic)
+                .partition(*sp)
+                .key(key)
+                .payload(value);
+            (
+                *i,
+                self.producer.send(record, Timeout::After(self.ack_timeout)),
+            )
+        });
+        let mut ok = vec![true; checkpoints.len()];
+        let results = futures::executor::block_on(futures::future::join_all(
+            pending
+                .into_iter()
+                .map(|(i, f)| async move { (i, f.await) }),
+        ));
+        for (i, r) in results {
+            if let Err((e, _)) = r {
+                tracing::warn!(partition = checkpoints[i].0, error = %e, "checkpoint chunk not acknowledged");
+                ok[i] = false;
+            }
+        }
+        (ok, bytes)
+    }
+
+    /// The newest complete checkpoint of `partition`, or `None` if it has none.
+    pub fn restore(&self, partition: i32) -> Result<Option<Checkpoint>> {
+        let sp = self.state_partition(partition);
+        let key = marker_key(&self.events_topic, partition);
+        let marker = FutureRecord::to(&self.state_topic)
+            .partition(sp)
+            .key(&key)
+            .payload(MARKER.as_slice());
+        let end = match futures::executor::block_on(
+            self.producer.send(marker, Timeout::After(self.ack_timeout)),
+        ) {
+            Ok(delivery) => delivery.offset,
+            Err((e, _)) => {
+                return Err(RuntimeError::kafka(
+                    format!("writing the restore marker of partition {partition}"),
+                    e,
+                ));
+            }
+        };
+        let reader: BaseConsumer = reader_config(&self.config, "restore")
+            .create()
+            .map_err(|e| RuntimeError::kafka("creating the restore reader", e))?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.state_topic, sp, Offset::Beginning)
+            .map_err(|e| RuntimeError::kafka("assigning the state partition", e))?;
+        reader
+            .assign(&tpl)
+            .map_err(|e| RuntimeError::kafka("assigning the state partition", e))?;
+        let mut assembler = CheckpointAssembler::new(&self.events_topic, partition);
+        let deadline = Instant::now() + self.ack_timeout;
+        loop {
+            if Instant::now() > deadline {
+                return Err(RuntimeError::Timeout(format!(
+                    "reading the checkpoints of partition {partition} up to offset {end} of {}/{sp}",
+                    self.state_topic
+                )));
+            }
+            match reader.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Ok(m)) => {
+                    if m.offset() >= end {
+                        break;
+                    }
+                    assembler.push(m.key().unwrap_or_default(), m.payload());
+                }
+                Some(Err(e)) => {
+                    return Err(RuntimeError::kafka(
+                        format!("reading the checkpoints of partition {partition}"),
+                        e,
+                    ));
+                }
+            }
+        }
+        if assembler.ignored > 0 {
+            tracing::warn!(
+                partition,
+                ignored = assembler.ignored,
+                "checkpoint records that are not valid chunks were skipped"
+            );
+        }
+        Ok(assembler.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp(generation: u64, offset: i64, len: usize) -> Checkpoint {
+        Checkpoint {
+            generation,
+            offset,
+            state: (0..len)
+                .map(|i| (i * 7 + generation as usize) as u8)
+                .collect(),
+        }
+    }
+
+    fn feed(a: &mut CheckpointAssembler, records: &[(String, Vec<u8>)]) {
+        for (k, v) in records {
+            a.push(k.as_bytes(), Some(v));
+        }
+    }
+
+    #[test]
+    fn chunks_round_trip_and_the_newest_whole_generation_wins() {
+        let g1 = cp(1, 100, 10_000);
+        let g2 = cp(2, 250, 7_000);
+        let mut a = CheckpointAssembler::new("ev", 3);
+        feed(&mut a, &encode_chunks("ev", 3, &g1, 1024));
+        feed(&mut a, &encode_chunks("ev", 3, &g2, 1024));
+        // Another partition's records on the same state partition are not ours.
+        feed(&mut a, &encode_chunks("ev", 4, &cp(9, 999, 10), 1024));
+        feed(&mut a, &encode_chunks("ev", 13, &cp(9, 999, 10), 1024));
+        assert_eq!(a.finish(), Some(g2));
+    }
+
+    #[test]
+    fn a_torn_generation_falls_back_to_the_previous_one() {
+        let g1 = cp(1, 100, 5_000);
+        let g2 = cp(2, 250, 5_000);
+        let g3 = cp(3, 400, 5_000);
+        let mut a = CheckpointAssembler::new("ev", 0);
+        feed(&mut a, &encode_chunks("ev", 0, &g1, 1024));
+        feed(&mut a, &encode_chunks("ev", 0, &g2, 1024));
+        // Generation 3 reuses generation 1's slot; the crash came after two of five chunks.
+        feed(&mut a, &encode_chunks("ev", 0, &g3, 1024)[..2]);
+        assert_eq!(a.finish(), Some(g2));
+    }
+
+    #[test]
+    fn corrupt_and_foreign_records_are_ignored() {
+        let g1 = cp(1, 10, 3_000);
+        let mut records = encode_chunks("ev", 0, &g1, 1024);
+        let mut a = CheckpointAssembler::new("ev", 0);
+        feed(&mut a, &records);
+        // A later, corrupted copy of chunk 1 of generation 3 (same slot as 1).
+        let mut g3 = encode_chunks("ev", 0, &cp(3, 20, 3_000), 1024);
+        let last = g3[1].1.len() - 1;
+        g3[1].1[last] ^= 0xff;
+        feed(&mut a, &g3);
+        a.push(b"ev/0/marker", Some(MARKER));
+        a.push(b"ev/0/0/9", Some(b"garbage"));
+        assert_eq!(a.ignored, 2);
+        // Generation 3 is incomplete (its chunk 1 is corrupt) and generation 1's chunks 0
+        // and 2 were replaced: nothing is whole.
+        assert_eq!(a.finish(), None);
+        // Without the torn write, generation 1 stands.
+        records.reverse();
+        let mut b = CheckpointAssembler::new("ev", 0);
+        feed(&mut b, &records);
+        assert_eq!(b.finish(), Some(g1));
+    }
+
+    #[test]
+    fn an_empty_state_is_one_chunk() {
+        let g = cp(5, 0, 0);
+        let records = encode_chunks("ev", 1, &g, 1024);
+        assert_eq!(records.len(), 1);
+        let mut a = CheckpointAssembler::new("ev", 1);
+        feed(&mut a, &records);
+        assert_eq!(a.finish(), Some(g));
+    }
+}

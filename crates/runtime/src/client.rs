@@ -1,0 +1,187 @@
+//! Kafka clients built from the configuration, and topic administration.
+//!
+//! Every client gets the `kafka` section's properties unchanged, then the properties the
+//! delivery guarantees depend on (which validation refuses in the `kafka` section), then
+//! defaults the user did not override.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+use trendwatch_config::Config;
+
+use crate::error::{Result, RuntimeError};
+
+/// Timeout of metadata and admin requests.
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Properties common to every client: the user's, then defaults they did not set.
+pub fn base_config(config: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (k, v) in &config.kafka {
+        c.set(k, v);
+    }
+    if c.get("bootstrap.servers").is_none() {
+        c.set("bootstrap.servers", config.bootstrap_servers());
+    }
+    c
+}
+
+fn set_default(c: &mut ClientConfig, key: &str, value: &str) {
+    if c.get(key).is_none() {
+        c.set(key, value);
+    }
+}
+
+/// A consumer-group member that stores nothing by itself: offsets are committed explicitly
+/// after the checkpoint covering them.
+pub fn group_consumer_config(config: &Config, group_id: &str) -> ClientConfig {
+    let mut c = base_config(config);
+    c.set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true");
+    set_default(&mut c, "auto.offset.reset", "earliest");
+    // librdkafka >= 2.2 backs off 1 s whenever its queue limits are hit; that caps
+    // throughput with the CPU idle.
+    set_default(&mut c, "fetch.queue.backoff.ms", "10");
+    set_default(&mut c, "statistics.interval.ms", "1000");
+    c
+}
+
+/// A consumer that reads partitions it assigns itself (no group membership, no commits).
+pub fn reader_config(config: &Config, purpose: &str) -> ClientConfig {
+    let mut c = base_config(config);
+    c.set("group.id", format!("trendwatch-{purpose}"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false");
+    set_default(&mut c, "fetch.queue.backoff.ms", "10");
+    c
+}
+
+/// An idempotent producer: no duplicates or reordering from retries within a session.
+pub fn producer_config(config: &Config) -> ClientConfig {
+    let mut c = base_config(config);
+    c.set("enable.idempotence", "true");
+    set_default(&mut c, "linger.ms", "5");
+    c
+}
+
+/// A topic trendwatch needs, with how to create it when it is missing.
+#[derive(Clone, Debug)]
+pub struct TopicSpec {
+    /// Name.
+    pub name: String,
+    /// Partitions when created.
+    pub partitions: i32,
+    /// Topic configuration when created (`cleanup.policy=compact` for state topics).
+    pub config: Vec<(String, String)>,
+}
+
+impl TopicSpec {
+    /// A plain topic.
+    pub fn new(name: impl Into<String>, partitions: i32) -> Self {
+        Self {
+            name: name.into(),
+            partitions,
+            config: Vec::new(),
+        }
+    }
+
+    /// A compacted topic (latest record per key is kept).
+    pub fn compacted(name: impl Into<String>, partitions: i32) -> Self {
+        Self {
+            config: vec![("cleanup.policy".into(), "compact".into())],
+            ..Self::new(name, partitions)
+        }
+    }
+}
+
+/// Partition count of `topic`, or `None` if the broker does not know it.
+pub fn partition_count(consumer: &BaseConsumer, topic: &str) -> Result<Option<i32>> {
+    let md = consumer
+        .fetch_metadata(Some(topic), ADMIN_TIMEOUT)
+        .map_err(|e| RuntimeError::kafka(format!("reading metadata of {topic}"), e))?;
+    Ok(md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| t.partitions().len() as i32))
+}
+
+/// Creates every topic of `specs` the broker does not have yet; returns the names created.
+/// A topic that exists is left as it is.
+pub fn ensure_topics(config: &Config, specs: &[TopicSpec]) -> Result<Vec<String>> {
+    let probe: BaseConsumer = reader_config(config, "admin")
+        .create()
+        .map_err(|e| RuntimeError::kafka("creating a metadata client", e))?;
+    let mut missing = Vec::new();
+    for spec in specs {
+        if partition_count(&probe, &spec.name)?.is_none() {
+            missing.push(spec);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let admin: AdminClient<DefaultClientContext> = base_config(config)
+        .create()
+        .map_err(|e| RuntimeError::kafka("creating an admin client", e))?;
+    let new_topics: Vec<NewTopic<'_>> = missing
+        .iter()
+        .map(|s| {
+            s.config.iter().fold(
+                NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(1)),
+                |t, (k, v)| t.set(k, v),
+            )
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+    let results = futures::executor::block_on(admin.create_topics(&new_topics, &opts))
+        .map_err(|e| RuntimeError::kafka("creating topics", e))?;
+    let mut created = Vec::new();
+    for r in results {
+        match r {
+            Ok(name) => created.push(name),
+            // Another instance created it between our look and our request: fine.
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(RuntimeError::kafka(
+                    format!("creating topic {name}"),
+                    rdkafka::error::KafkaError::AdminOp(code),
+                ));
+            }
+        }
+    }
+    // Metadata of a new topic can lag its creation: wait until the broker reports it.
+    for name in &created {
+        let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
+        while partition_count(&probe, name)?.is_none() {
+            if std::time::Instant::now() > deadline {
+                return Err(RuntimeError::Timeout(format!("topic {name} to appear")));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(created)
+}
+
+/// The topics the counter reads and writes, for creation when missing: events and outputs
+/// with `partitions`, the state topic compacted with as many partitions as the events topic.
+pub fn counter_topics(config: &Config, partitions: i32) -> Vec<TopicSpec> {
+    let t = &config.topics;
+    let mut specs = vec![
+        TopicSpec::new(&t.events, partitions),
+        TopicSpec::new(&t.alerts, partitions),
+        TopicSpec::compacted(&t.state, partitions),
+        TopicSpec::new(&t.dlq, partitions),
+    ];
+    if !t.late.is_empty() {
+        specs.push(TopicSpec::new(&t.late, partitions));
+    }
+    specs
+}

@@ -1,0 +1,852 @@
+//! The counter service: the engine wrapped in a consumer-group member.
+//!
+//! One [`PartitionState`] per assigned partition, fed the partition's records in offset
+//! order. Alerts go to the alert topic keyed by video id; rejected records to the
+//! dead-letter topic; late events to the late topic when one is configured.
+//!
+//! ## Delivery
+//!
+//! Each checkpoint round first waits until the broker has acknowledged every alert,
+//! dead letter and late record produced so far, then writes each changed partition's state
+//! with the offset it covers (see [`crate::checkpoint`]), waits for those acknowledgements,
+//! and only then commits that offset. A partition whose output was not acknowledged is
+//! not checkpointed: it is rewound to its last checkpoint and its records are processed
+//! again, so nothing is skipped. On assignment the partition is restored from its latest
+//! checkpoint and consumption resumes at the checkpoint's offset (the committed offset is
+//! only consulted when there is no checkpoint). On revoke and on shutdown the partitions
+//! are checkpointed first. A crash loses at most the work since the last checkpoint, which
+//! is then done again from the same records: counts are never doubled, and re-sent alerts
+//! carry the same deterministic `alert_id`.
+//!
+//! ## Threads
+//!
+//! The loop runs on the caller's thread with a `BaseConsumer`; rebalance callbacks run
+//! inside its `poll`, on the same thread, so the worker's mutex is never contended. The
+//! producers deliver on librdkafka's threads and report failures through their context.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use metrics::{counter, gauge, histogram};
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{BorrowedMessage, DeliveryResult, Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::statistics::Statistics;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use trendwatch_config::Config;
+use trendwatch_core::{Alert, EventKind, PartitionState, PartitionStats, Verdict};
+use trendwatch_proto::files::Format;
+use trendwatch_proto::{AlertRecord, Rejection, decode_in};
+
+use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::client::{counter_topics, ensure_topics, group_consumer_config, producer_config};
+use crate::deadletter;
+use crate::error::{Result, RuntimeError};
+use crate::health::Health;
+use crate::telemetry as m;
+use crate::wall_ms;
+
+/// Partitions a topic gets when the counter has to create it.
+pub const DEFAULT_PARTITIONS: i32 = 6;
+
+/// Runs the counter until `shutdown` is cancelled (or a fatal error), then drains: finishes
+/// the record in hand, flushes alerts, checkpoints, commits and leaves the group.
+pub fn run(config: Config, health: Arc<Health>, shutdown: CancellationToken) -> Result<()> {
+    let created = ensure_topics(&config, &counter_topics(&config, DEFAULT_PARTITIONS))?;
+    if !created.is_empty() {
+        tracing::info!(topics = ?created, "created missing topics");
+    }
+    let worker = Worker::new(config.clone())?;
+    let context = CounterContext {
+        worker: Mutex::new(worker),
+        health: Arc::clone(&health),
+        high_watermarks: Mutex::new(HashMap::new()),
+        fatal: Mutex::new(None),
+        events_topic: config.topics.events.clone(),
+    };
+    let consumer: BaseConsumer<CounterContext> =
+        group_consumer_config(&config, &config.counter.group_id)
+            .set_log_level(RDKafkaLogLevel::Warning)
+            .create_with_context(context)
+            .map_err(|e| RuntimeError::kafka("creating the consumer", e))?;
+    consumer
+        .subscribe(&[&config.topics.events])
+        .map_err(|e| RuntimeError::kafka("subscribing to the events topic", e))?;
+    tracing::info!(
+        topic = %config.topics.events,
+        group = %config.counter.group_id,
+        bootstrap = %config.bootstrap_servers(),
+        "counter started"
+    );
+    health.set_started();
+
+    let tick_every = config.counter.tick_interval;
+    let checkpoint_every = config.counter.checkpoint_interval;
+    let mut last_tick = Instant::now();
+    let mut last_checkpoint = Instant::now();
+    let mut since_clock = 0u32;
+    let mut outcome = Ok(());
+    while !shutdown.is_cancelled() {
+        match consumer.poll(Duration::from_millis(50)) {
+            Some(Ok(message)) => {
+                consumer.context().worker().process(&message);
+                // Reading the clock costs more than a record; look every few hundred.
+                since_clock += 1;
+                if since_clock < 256 {
+                    continue;
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => consumer.context().worker().mark_eof(p),
+            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+            None => {}
+        }
+        since_clock = 0;
+        if let Some(e) = consumer.context().take_fatal() {
+            outcome = Err(e);
+            break;
+        }
+        let mut worker = consumer.context().worker();
+        worker.refresh_clock();
+        if last_tick.elapsed() >= tick_every {
+            last_tick = Instant::now();
+            let hw = consumer.context().high_watermarks();
+            worker.tick(&hw, &health);
+        }
+        if last_checkpoint.elapsed() >= checkpoint_every {
+            last_checkpoint = Instant::now();
+            worker.checkpoint(&consumer, None, CommitMode::Async);
+        }
+    }
+
+    tracing::info!("counter draining");
+    health.set_stopping();
+    {
+        let mut worker = consumer.context().worker();
+        worker.refresh_clock();
+        worker.checkpoint(&consumer, None, CommitMode::Sync);
+    }
+    // Leave the group: the revoke callback runs inside poll (nothing is dirty any more, so
+    // it only releases the partitions).
+    consumer.unsubscribe();
+    let leave_deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < leave_deadline && consumer.assignment().is_ok_and(|a| a.count() > 0) {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            // A record fetched before the revoke; it is past the checkpoint and the next
+            // owner reads it again, so it is not processed here.
+            let _ = message;
+        }
+    }
+    if let Some(e) = consumer.context().take_fatal() {
+        outcome = outcome.and(Err(e));
+    }
+    consumer.context().worker().publish_counters();
+    tracing::info!("counter stopped");
+    outcome
+}
+
+/// The consumer's context: owns the worker so rebalance callbacks can checkpoint and
+/// restore, and reads the client's statistics for lag and broker reachability.
+struct CounterContext {
+    worker: Mutex<Worker>,
+    health: Arc<Health>,
+    high_watermarks: Mutex<HashMap<i32, i64>>,
+    fatal: Mutex<Option<RuntimeError>>,
+    events_topic: String,
+}
+
+impl CounterContext {
+    fn worker(&self) -> MutexGuard<'_, Worker> {
+        self.worker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn high_watermarks(&self) -> HashMap<i32, i64> {
+        self.high_watermarks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn fail(&self, error: RuntimeError) {
+        tracing::error!(error = %error, "fatal");
+        let mut fatal = self.fatal.lock().unwrap_or_else(PoisonError::into_inner);
+        if fatal.is_none() {
+            *fatal = Some(error);
+        }
+    }
+
+    fn take_fatal(&self) -> Option<RuntimeError> {
+        self.fatal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl ClientContext for CounterContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        use RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", facility, "{message}")
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+            L::Notice | L::Info => tracing::info!(target: "librdkafka", facility, "{message}"),
+            L::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.health.set_broker_down(true);
+        }
+        tracing::warn!(error = %error, reason, "kafka client error");
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let up = statistics.brokers.values().any(|b| b.state == "UP");
+        self.health.set_broker_down(!up);
+        if let Some(topic) = statistics.topics.get(&self.events_topic) {
+            let mut hw = self
+                .high_watermarks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (p, part) in &topic.partitions {
+                if *p >= 0 && part.hi_offset >= 0 {
+                    hw.insert(*p, part.hi_offset);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for CounterContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                counter!(m::REBALANCES, "kind" => "assign").increment(1);
+                let partitions: Vec<i32> = tpl
+                    .elements_for_topic(&self.events_topic)
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect();
+                tracing::info!(?partitions, "assigned");
+                let mut worker = self.worker();
+                for p in partitions {
+                    self.health.set_restoring(true);
+                    let restored = worker.adopt(p);
+                    self.health.set_restoring(false);
+                    match restored {
+                        Ok(Some(offset)) => {
+                            if let Err(e) = tpl.set_partition_offset(
+                                &self.events_topic,
+                                p,
+                                Offset::Offset(offset),
+                            ) {
+                                self.fail(RuntimeError::kafka("positioning a partition", e));
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => self.fail(e),
+                    }
+                }
+                if let Err(e) = consumer.assign(tpl) {
+                    self.fail(RuntimeError::kafka("assigning partitions", e));
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                counter!(m::REBALANCES, "kind" => "revoke").increment(1);
+                let partitions: Vec<i32> = tpl
+                    .elements_for_topic(&self.events_topic)
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect();
+                tracing::info!(?partitions, "revoked");
+                let mut worker = self.worker();
+                worker.refresh_clock();
+                worker.checkpoint(consumer, Some(&partitions), CommitMode::Sync);
+                worker.release(&partitions);
+                if let Err(e) = consumer.unassign() {
+                    tracing::warn!(error = %e, "unassign failed");
+                }
+            }
+            other => {
+                let code: RDKafkaErrorCode = other.into();
+                tracing::warn!(error = %code, "rebalance error");
+                if let Err(e) = consumer.unassign() {
+                    tracing::warn!(error = %e, "unassign failed");
+                }
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            counter!(m::COMMIT_FAILURES).increment(1);
+            tracing::warn!(error = %e, "offset commit failed");
+        }
+    }
+}
+
+/// Collects the partitions whose produced records the broker did not acknowledge.
+#[derive(Default)]
+struct DeliveryTracker {
+    failed: Mutex<BTreeSet<i32>>,
+}
+
+impl DeliveryTracker {
+    fn take_failed(&self) -> BTreeSet<i32> {
+        std::mem::take(&mut *self.failed.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn record_failure(&self, partition: i32) {
+        counter!(m::DELIVERY_FAILURES).increment(1);
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(partition);
+    }
+}
+
+impl ClientContext for DeliveryTracker {}
+
+impl ProducerContext for DeliveryTracker {
+    /// The events partition whose processing produced the record.
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, partition: usize) {
+        if let Err((e, message)) = result {
+            tracing::warn!(
+                error = %e,
+                topic = message.topic(),
+                events_partition = partition,
+                "record not acknowledged; the partition will be rewound"
+            );
+            self.record_failure(partition as i32);
+        }
+    }
+}
+
+/// One assigned partition.
+struct Owned {
+    state: PartitionState,
+    /// The next offset to process; records below it are already in `state`.
+    next_offset: Option<i64>,
+    /// Of the last checkpoint written or restored.
+    generation: u64,
+    /// What the last checkpoint covered: offset and watermark.
+    checkpointed: Option<(Option<i64>, Option<i64>)>,
+    /// Stats already published as metrics.
+    published: PartitionStats,
+    eof: bool,
+}
+
+impl Owned {
+    fn dirty(&self) -> bool {
+        self.checkpointed != Some((self.next_offset, self.state.watermark()))
+    }
+}
+
+/// Everything the loop and the rebalance callbacks share.
+struct Worker {
+    config: Config,
+    producer: ThreadedProducer<DeliveryTracker>,
+    store: CheckpointStore,
+    partitions: BTreeMap<i32, Owned>,
+    alerts: Vec<Alert>,
+    encoded: Vec<u8>,
+    now_ms: i64,
+    records: u64,
+    rejected: Vec<u64>,
+}
+
+impl Worker {
+    fn new(config: Config) -> Result<Self> {
+        let producer = producer_config(&config)
+            .create_with_context(DeliveryTracker::default())
+            .map_err(|e| RuntimeError::kafka("creating the producer", e))?;
+        let store = CheckpointStore::new(&config)?;
+        Ok(Self {
+            producer,
+            store,
+            partitions: BTreeMap::new(),
+            alerts: Vec::new(),
+            encoded: Vec::new(),
+            now_ms: wall_ms(),
+            records: 0,
+            rejected: vec![0; Rejection::ALL_REASONS.len()],
+            config,
+        })
+    }
+
+    fn refresh_clock(&mut self) {
+        self.now_ms = wall_ms();
+    }
+
+    /// Restores `partition` from its checkpoint (or starts it empty) and returns the
+    /// offset to resume from, if a checkpoint says so.
+    fn adopt(&mut self, partition: i32) -> Result<Option<i64>> {
+        let started = Instant::now();
+        let checkpoint = self.store.restore(partition)?;
+        let owned = self.owned_from(partition, checkpoint.as_ref())?;
+        let offset = owned.next_offset;
+        histogram!(m::RESTORE_DURATION).record(started.elapsed().as_secs_f64());
+        match &checkpoint {
+            Some(cp) => tracing::info!(
+                partition,
+                generation = cp.generation,
+                offset = cp.offset,
+                bytes = cp.state.len(),
+                videos = owned.state.tracked_videos(),
+                seconds = started.elapsed().as_secs_f64(),
+                "restored"
+            ),
+            None => tracing::info!(
+                partition,
+                "no checkpoint: starting empty from the committed offset or auto.offset.reset"
+            ),
+        }
+        self.partitions.insert(partition, owned);
+        Ok(offset)
+    }
+
+    fn owned_from(&self, partition: i32, checkpoint: Option<&Checkpoint>) -> Result<Owned> {
+        let engine = self.config.engine.clone();
+        let restore_error = |reason: String| RuntimeError::Restore {
+            topic: self.config.topics.events.clone(),
+            partition,
+            reason,
+        };
+        let (mut state, next_offset, generation) = match checkpoint {
+            Some(cp) => (
+                PartitionState::from_bytes(engine, &cp.state)
+                    .map_err(|e| restore_error(e.to_string()))?,
+                Some(cp.offset),
+                cp.generation,
+            ),
+            None => (
+                PartitionState::new(engine).map_err(|e| restore_error(e.to_string()))?,
+                None,
+                0,
+            ),
+        };
+        state.restart_idle_clock();
+        let published = state.stats().clone();
+        let checkpointed = checkpoint.map(|_| (next_offset, state.watermark()));
+        Ok(Owned {
+            state,
+            next_offset,
+            generation,
+            checkpointed,
+            published,
+            eof: false,
+        })
+    }
+
+    /// Drops revoked partitions (after their checkpoint).
+    fn release(&mut self, partitions: &[i32]) {
+        for p in partitions {
+            if self.partitions.remove(p).is_some() {
+                gauge!(m::CONSUMER_LAG, "partition" => p.to_string()).set(0.0);
+                gauge!(m::WATERMARK_DELAY, "partition" => p.to_string()).set(0.0);
+            }
+        }
+        self.publish_gauges(&HashMap::new());
+    }
+
+    fn mark_eof(&mut self, partition: i32) {
+        if let Some(o) = self.partitions.get_mut(&partition) {
+            o.eof = true;
+        }
+    }
+
+    /// Decodes, validates and applies one record; routes rejects, late events and alerts.
+    fn process(&mut self, message: &BorrowedMessage<'_>) {
+        let p = message.partition();
+        let offset = message.offset();
+        let Some(owned) = self.partitions.get_mut(&p) else {
+            tracing::warn!(
+                partition = p,
+                offset,
+                "record of a partition not assigned here"
+            );
+            return;
+        };
+        if owned.next_offset.is_some_and(|next| offset < next) {
+            // Fetched again after a rewind: already in the state.
+            return;
+        }
+        if let Some(next) = owned.next_offset.filter(|next| offset > *next) {
+            tracing::warn!(partition = p, expected = next, got = offset, "offset gap");
+        }
+        self.records += 1;
+        let payload = message.payload().unwrap_or_default();
+        let validation = &self.config.validation;
+        let outcome =
+            decode_in(payload, self.config.counter.input_format, validation).and_then(|decoded| {
+                decoded
+                    .validate(self.now_ms, validation)
+                    .map(|event| owned.state.apply(&event, &mut self.alerts))
+            });
+        owned.next_offset = Some(offset + 1);
+        owned.eof = false;
+        match outcome {
+            Ok(Verdict::Late) if !self.config.topics.late.is_empty() => {
+                let headers = deadletter::headers_for(
+                    message,
+                    "late",
+                    "event time is behind the partition's watermark by more than the allowed lateness",
+                );
+                let record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(
+                    &self.config.topics.late,
+                    p as usize,
+                )
+                .payload(payload)
+                .headers(headers);
+                let record = match message.key() {
+                    Some(k) => record.key(k),
+                    None => record,
+                };
+                if send(&self.producer, record, p) {
+                    counter!(m::LATE_RECORDS).increment(1);
+                }
+            }
+            Ok(_) => {}
+            Err(rejection) => {
+                let reason = rejection.reason();
+                if let Some(i) = Rejection::ALL_REASONS.iter().position(|r| *r == reason) {
+                    self.rejected[i] += 1;
+                }
+                let headers = deadletter::headers_for(message, reason, &rejection.to_string());
+                let record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(
+                    &self.config.topics.dlq,
+                    p as usize,
+                )
+                .payload(payload)
+                .headers(headers);
+                let record = match message.key() {
+                    Some(k) => record.key(k),
+                    None => record,
+                };
+                if send(&self.producer, record, p) {
+                    counter!(m::DLQ_RECORDS, "reason" => reason).increment(1);
+                }
+            }
+        }
+        if !self.alerts.is_empty() {
+            let source = Source {
+                offset,
+                timestamp: message.timestamp().to_millis(),
+            };
+            self.emit_alerts(p, Some(source));
+        }
+    }
+
+    /// Produces the pending alerts of `partition`; `source` is the record whose arrival
+    /// made the decision (none for wall-clock ticks), named in the alert's headers.
+    fn emit_alerts(&mut self, partition: i32, source: Option<Source>) {
+        let now = wall_ms();
+        let format = self.config.counter.output_format;
+        for alert in self.alerts.drain(..) {
+            let record = AlertRecord::from_alert(&alert, now);
+            self.encoded.clear();
+            match format {
+                Format::Protobuf => record.encode_protobuf(&mut self.encoded),
+                Format::Json => self.encoded.extend_from_slice(record.to_json().as_bytes()),
+            }
+            let base = BaseRecord::<str, [u8], usize>::with_opaque_to(
+                &self.config.topics.alerts,
+                partition as usize,
+            )
+            .key(alert.video_id.as_str())
+            .payload(self.encoded.as_slice())
+            .headers(source_headers(
+                &self.config.topics.events,
+                partition,
+                source,
+            ));
+            if send(&self.producer, base, partition) {
+                counter!(
+                    m::ALERTS_EMITTED,
+                    "type" => alert.alert_type.as_str(),
+                    "tier" => alert.tier.to_string()
+                )
+                .increment(1);
+                histogram!(m::ALERT_LATENCY)
+                    .record(now.saturating_sub(alert.detected_at).max(0) as f64 / 1000.0);
+            }
+        }
+    }
+
+    /// Wall-clock tick: idle partitions move on, metrics and readiness are refreshed.
+    fn tick(&mut self, high_watermarks: &HashMap<i32, i64>, health: &Health) {
+        let now = self.now_ms;
+        let partitions: Vec<i32> = self.partitions.keys().copied().collect();
+        for p in partitions {
+            if let Some(o) = self.partitions.get_mut(&p) {
+                o.state.tick(now, &mut self.alerts);
+            }
+            if !self.alerts.is_empty() {
+                self.emit_alerts(p, None);
+            }
+        }
+        self.publish_counters();
+        self.publish_gauges(high_watermarks);
+        let max_lag = self.config.counter.ready_max_lag;
+        let readiness = self
+            .partitions
+            .iter()
+            .map(|(p, o)| {
+                let lag = lag_of(o, high_watermarks.get(p).copied());
+                (*p, o.eof || lag.is_some_and(|l| l <= max_lag))
+            })
+            .collect();
+        health.set_partitions(readiness);
+        gauge!(m::READY).set(if health.readiness().is_ok() { 1.0 } else { 0.0 });
+    }
+
+    fn publish_counters(&mut self) {
+        counter!(m::RECORDS_CONSUMED).increment(std::mem::take(&mut self.records));
+        for (i, n) in self.rejected.iter_mut().enumerate() {
+            if *n > 0 {
+                counter!(m::EVENTS_REJECTED, "reason" => Rejection::ALL_REASONS[i])
+                    .increment(std::mem::take(n));
+            }
+        }
+        for o in self.partitions.values_mut() {
+            let now = o.state.stats();
+            let was = &o.published;
+            for kind in EventKind::ALL {
+                let i = kind.index();
+                let d = now.counted[i].saturating_sub(was.counted[i]);
+                if d > 0 {
+                    counter!(m::EVENTS_COUNTED, "kind" => kind.as_str()).increment(d);
+                }
+            }
+            counter!(m::EVENTS_DUPLICATE).increment(now.duplicates.saturating_sub(was.duplicates));
+            counter!(m::EVENTS_LATE).increment(now.late.saturating_sub(was.late));
+            counter!(m::EVENTS_UNTRACKED).increment(now.untracked.saturating_sub(was.untracked));
+            counter!(m::VIDEOS_EVICTED).increment(now.evicted.saturating_sub(was.evicted));
+            counter!(m::VIDEOS_EXPIRED).increment(now.expired.saturating_sub(was.expired));
+            o.published = now.clone();
+        }
+    }
+
+    fn publish_gauges(&self, high_watermarks: &HashMap<i32, i64>) {
+        let mut videos = 0usize;
+        let mut bytes = 0usize;
+        for (p, o) in &self.partitions {
+            videos += o.state.tracked_videos();
+            bytes += o.state.memory_bytes();
+            if let Some(lag) = lag_of(o, high_watermarks.get(p).copied()) {
+                gauge!(m::CONSUMER_LAG, "partition" => p.to_string()).set(lag as f64);
+            }
+            if let Some(wm) = o.state.watermark() {
+                gauge!(m::WATERMARK_DELAY, "partition" => p.to_string())
+                    .set(self.now_ms.saturating_sub(wm) as f64 / 1000.0);
+            }
+        }
+        gauge!(m::TRACKED_VIDEOS).set(videos as f64);
+        gauge!(m::STATE_BYTES).set(bytes as f64);
+        gauge!(m::ASSIGNED_PARTITIONS).set(self.partitions.len() as f64);
+    }
+
+    /// One checkpoint round over `which` partitions (all when `None`); see the module docs.
+    fn checkpoint(
+        &mut self,
+        consumer: &BaseConsumer<CounterContext>,
+        which: Option<&[i32]>,
+        mode: CommitMode,
+    ) {
+        let started = Instant::now();
+        self.publish_counters();
+        let chosen: Vec<i32> = match which {
+            Some(list) => list
+                .iter()
+                .copied()
+                .filter(|p| self.partitions.contains_key(p))
+                .collect(),
+            None => self.partitions.keys().copied().collect(),
+        };
+        if chosen.is_empty() {
+            return;
+        }
+        if let Err(e) = self.producer.flush(self.config.counter.ack_timeout) {
+            // Some output is not acknowledged yet: nothing may be checkpointed past it.
+            counter!(m::CHECKPOINTS, "result" => "failed").increment(chosen.len() as u64);
+            tracing::warn!(error = %e, "alerts not acknowledged in time; checkpoint postponed");
+            return;
+        }
+        let failed = self.producer.context().take_failed();
+        let revoking = which.is_some();
+        for p in failed.iter().filter(|p| chosen.contains(p)) {
+            counter!(m::CHECKPOINTS, "result" => "failed").increment(1);
+            if !revoking {
+                self.rewind(consumer, *p);
+            }
+        }
+        let dirty: Vec<i32> = chosen
+            .iter()
+            .copied()
+            .filter(|p| !failed.contains(p))
+            .filter(|p| self.partitions.get(p).is_some_and(Owned::dirty))
+            .collect();
+        // A partition with output the broker did not take is not checkpointed: if it is
+        // being revoked, its next owner starts from the previous checkpoint.
+        let checkpoints: Vec<(i32, Checkpoint)> = dirty
+            .iter()
+            .filter_map(|p| {
+                let o = self.partitions.get(p)?;
+                Some((
+                    *p,
+                    Checkpoint {
+                        generation: o.generation + 1,
+                        offset: o.next_offset?,
+                        state: o.state.to_bytes(),
+                    },
+                ))
+            })
+            .collect();
+        if checkpoints.is_empty() {
+            return;
+        }
+        let refs: Vec<(i32, &Checkpoint)> = checkpoints.iter().map(|(p, c)| (*p, c)).collect();
+        let (acked, bytes) = self.store.write(&refs);
+        counter!(m::CHECKPOINT_BYTES).increment(bytes);
+        let mut commit = TopicPartitionList::new();
+        for ((p, cp), ok) in checkpoints.iter().zip(acked) {
+            if !ok {
+                counter!(m::CHECKPOINTS, "result" => "failed").increment(1);
+                continue;
+            }
+            counter!(m::CHECKPOINTS, "result" => "ok").increment(1);
+            if let Some(o) = self.partitions.get_mut(p) {
+                o.generation = cp.generation;
+                o.checkpointed = Some((Some(cp.offset), o.state.watermark()));
+            }
+            if let Err(e) = commit.add_partition_offset(
+                &self.config.topics.events,
+                *p,
+                Offset::Offset(cp.offset),
+            ) {
+                tracing::warn!(error = %e, "building the commit");
+            }
+        }
+        if commit.count() > 0
+            && let Err(e) = consumer.commit(&commit, mode)
+        {
+            counter!(m::COMMIT_FAILURES).increment(1);
+            tracing::warn!(error = %e, "offset commit failed (the checkpoint stands)");
+        }
+        histogram!(m::CHECKPOINT_DURATION).record(started.elapsed().as_secs_f64());
+    }
+
+    /// Goes back to the partition's last checkpoint after output was lost, so its records
+    /// are processed (and their output produced) again.
+    fn rewind(&mut self, consumer: &BaseConsumer<CounterContext>, partition: i32) {
+        counter!(m::PARTITION_REWINDS).increment(1);
+        let restored = self
+            .store
+            .restore(partition)
+            .and_then(|cp| self.owned_from(partition, cp.as_ref()));
+        match restored {
+            Ok(owned) => {
+                let offset = owned.next_offset.map_or(Offset::Beginning, Offset::Offset);
+                tracing::warn!(partition, ?offset, "rewinding to the last checkpoint");
+                self.partitions.insert(partition, owned);
+                if let Err(e) = consumer.seek(
+                    &self.config.topics.events,
+                    partition,
+                    offset,
+                    Duration::from_secs(10),
+                ) {
+                    tracing::error!(partition, error = %e, "seek after rewind failed");
+                }
+            }
+            Err(e) => {
+                // Keep the partition as it is: no checkpoint is written past the lost
+                // output while it stays unacknowledged, so a restart still recovers.
+                tracing::error!(partition, error = %e, "rewind failed; will retry");
+                self.producer.context().record_failure(partition);
+            }
+        }
+    }
+}
+
+/// The record that triggered alerts.
+#[derive(Clone, Copy, Debug)]
+struct Source {
+    offset: i64,
+    /// Its Kafka timestamp (producer create time or broker append time), if any.
+    timestamp: Option<i64>,
+}
+
+/// Headers of an alert record: where its deciding record came from, so a reader can find
+/// it and measure the pipeline's delay (alert timestamp − source timestamp).
+fn source_headers(topic: &str, partition: i32, source: Option<Source>) -> OwnedHeaders {
+    let partition = partition.to_string();
+    let mut h = OwnedHeaders::new()
+        .insert(Header {
+            key: deadletter::SOURCE_TOPIC,
+            value: Some(topic),
+        })
+        .insert(Header {
+            key: deadletter::SOURCE_PARTITION,
+            value: Some(partition.as_str()),
+        });
+    if let Some(s) = source {
+        h = h.insert(Header {
+            key: deadletter::SOURCE_OFFSET,
+            value: Some(s.offset.to_string().as_str()),
+        });
+        if let Some(t) = s.timestamp {
+            h = h.insert(Header {
+                key: deadletter::SOURCE_TIMESTAMP,
+                value: Some(t.to_string().as_str()),
+            });
+        }
+    }
+    h
+}
+
+fn lag_of(owned: &Owned, high_watermark: Option<i64>) -> Option<i64> {
+    Some((high_watermark? - owned.next_offset?).max(0))
+}
+
+/// Hands a record to the producer, waiting while its queue is full (backpressure). A
+/// record the producer refuses outright is recorded as a delivery failure of `partition`,
+/// which rewinds the partition at the next checkpoint round; returns whether it was queued.
+fn send<K, P>(
+    producer: &ThreadedProducer<DeliveryTracker>,
+    mut record: BaseRecord<'_, K, P, usize>,
+    partition: i32,
+) -> bool
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return true,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((e, back)) => {
+                tracing::error!(error = %e, topic = back.topic, "record refused by the producer");
+                producer.context().record_failure(partition);
+                return false;
+            }
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! The Kafka runtime of trendwatch: everything between the pure engine and the broker.
+//!
+//! - [`counter`] — the counter service (`trendwatch run`): a consumer-group member that
+//!   feeds each assigned partition's records to its own engine state, emits alerts,
+//!   dead-letters bad input, checkpoints state with offsets and commits after them.
+//! - [`checkpoint`] — the checkpoint format on the compacted state topic and its store.
+//! - [`deadletter`] — headers of dead-letter and late records.
+//! - [`client`] — Kafka clients from the configuration, topic creation.
+//! - [`health`] — readiness, and the HTTP listener for `/metrics`, `/healthz`, `/readyz`.
+//! - [`telemetry`] — every metric name, described in one place; logging set-up.
+//! - [`publish`] and [`tail`] — the tools that write events to and read alerts from Kafka.
+//! - [`perf`] — the yardsticks of the broker benchmark (bare consumer, mock cluster).
+//!
+//! Nothing here decides what trends: that is `trendwatch-core`, fed through
+//! `trendwatch-proto`'s decoder.
+
+pub mod checkpoint;
+pub mod client;
+pub mod counter;
+pub mod deadletter;
+mod error;
+pub mod health;
+pub mod perf;
+pub mod publish;
+pub mod tail;
+pub mod telemetry;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use error::{Result, RuntimeError};
+
+/// The wall clock in milliseconds since the epoch.
+pub fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

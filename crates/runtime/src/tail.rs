@@ -1,0 +1,143 @@
+//! `trendwatch alerts tail`: follows the alert topic and prints each alert readably or as
+//! NDJSON.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use trendwatch_config::Config;
+use trendwatch_core::AlertType;
+use trendwatch_proto::AlertRecord;
+
+use crate::client::{partition_count, reader_config};
+use crate::error::{Result, RuntimeError};
+
+/// What to show and for how long.
+#[derive(Clone, Debug, Default)]
+pub struct TailOptions {
+    /// Alert topic.
+    pub topic: String,
+    /// Start at the oldest alert instead of the next new one.
+    pub from_beginning: bool,
+    /// One JSON object per line (the contract's JSON form) instead of a table line.
+    pub json: bool,
+    /// Colour the table lines.
+    pub color: bool,
+    /// Only these types (all when empty).
+    pub types: Vec<AlertType>,
+    /// Only this video.
+    pub video: Option<String>,
+    /// Stop after this many alerts.
+    pub max: Option<u64>,
+    /// Stop after this long without a new alert.
+    pub idle_exit: Option<Duration>,
+}
+
+/// Decodes an alert record in either form of the contract (JSON starts with `{`).
+pub fn decode_alert(bytes: &[u8]) -> Option<AlertRecord> {
+    if bytes.first() == Some(&b'{') {
+        AlertRecord::decode_json(bytes).ok()
+    } else {
+        AlertRecord::decode_protobuf(bytes).ok()
+    }
+}
+
+/// One readable line: time, type, tier, video, the numbers that fired it, the sentence.
+pub fn table_line(a: &AlertRecord, color: bool) -> String {
+    let x = &a.alert;
+    let when = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + Duration::from_millis(x.detected_at.max(0) as u64),
+    );
+    let kind = format!("{:<20}", x.alert_type.as_str());
+    let kind = if !color {
+        kind
+    } else {
+        let code = match x.alert_type {
+            AlertType::ViralVelocity => "1;31",
+            AlertType::Trending => "1;33",
+            AlertType::ViralVelocityEnded | AlertType::TrendingEnded => "2",
+        };
+        format!("\x1b[{code}m{kind}\x1b[0m")
+    };
+    format!(
+        "{when} {kind} tier {} {:<14} count {:>7} ({:>6.1}x baseline, z {:>6.1})  {}",
+        x.tier, x.video_id, x.count, x.ratio, x.z_score, x.explanation
+    )
+}
+
+/// Follows the alert topic, writing matching alerts to `out`, until `shutdown`, `max` or
+/// `idle_exit`. Returns how many alerts were written.
+pub fn tail(
+    config: &Config,
+    options: &TailOptions,
+    out: &mut dyn Write,
+    shutdown: &CancellationToken,
+) -> Result<u64> {
+    let consumer: BaseConsumer = reader_config(config, "alerts-tail")
+        .create()
+        .map_err(|e| RuntimeError::kafka("creating the alert reader", e))?;
+    let partitions = partition_count(&consumer, &options.topic)?.ok_or_else(|| {
+        RuntimeError::Config(format!("alert topic {} does not exist", options.topic))
+    })?;
+    let start = if options.from_beginning {
+        Offset::Beginning
+    } else {
+        Offset::End
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(&options.topic, p, start)
+            .map_err(|e| RuntimeError::kafka("assigning the alert topic", e))?;
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(|e| RuntimeError::kafka("assigning the alert topic", e))?;
+    let mut shown = 0u64;
+    let mut last = Instant::now();
+    let io = |e: std::io::Error| RuntimeError::Io {
+        context: "writing alerts".into(),
+        source: e,
+    };
+    while !shutdown.is_cancelled() && options.max.is_none_or(|m| shown < m) {
+        if options.idle_exit.is_some_and(|d| last.elapsed() >= d) {
+            break;
+        }
+        let Some(polled) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = polled.map_err(|e| RuntimeError::kafka("reading alerts", e))?;
+        last = Instant::now();
+        let Some(record) = decode_alert(message.payload().unwrap_or_default()) else {
+            writeln!(
+                out,
+                "# partition {} offset {}: not an alert record",
+                message.partition(),
+                message.offset()
+            )
+            .map_err(io)?;
+            continue;
+        };
+        if !options.types.is_empty() && !options.types.contains(&record.alert.alert_type) {
+            continue;
+        }
+        if options
+            .video
+            .as_ref()
+            .is_some_and(|v| *v != record.alert.video_id)
+        {
+            continue;
+        }
+        let line = if options.json {
+            record.to_json()
+        } else {
+            table_line(&record, options.color)
+        };
+        writeln!(out, "{line}").map_err(io)?;
+        out.flush().map_err(io)?;
+        shown += 1;
+    }
+    Ok(shown)
+}

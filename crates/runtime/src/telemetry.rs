@@ -1,0 +1,170 @@
+//! Every metric the services export, named in one place, and the set-up of metrics and logs.
+//!
+//! Names follow `trendwatch_<name>_<unit>`, counters end in `_total`, and labels only take
+//! bounded values (kinds, reasons, alert types and tiers, partitions) — never a video id.
+
+use std::sync::OnceLock;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use trendwatch_config::{LogFormat, TelemetryConfig};
+
+use crate::error::{Result, RuntimeError};
+
+/// Kafka records read from the events topic (valid or not).
+pub const RECORDS_CONSUMED: &str = "trendwatch_records_consumed_total";
+/// Events counted into windows, by `kind`.
+pub const EVENTS_COUNTED: &str = "trendwatch_events_counted_total";
+/// Records refused by decoding or validation, by `reason`.
+pub const EVENTS_REJECTED: &str = "trendwatch_events_rejected_total";
+/// Events older than their partition's watermark.
+pub const EVENTS_LATE: &str = "trendwatch_events_late_total";
+/// Re-delivered events dropped by de-duplication.
+pub const EVENTS_DUPLICATE: &str = "trendwatch_events_duplicate_total";
+/// Events of videos not admitted under the tracked-video cap.
+pub const EVENTS_UNTRACKED: &str = "trendwatch_events_untracked_total";
+/// Records written to the dead-letter topic, by `reason`.
+pub const DLQ_RECORDS: &str = "trendwatch_dlq_records_total";
+/// Late events written to the late-events topic.
+pub const LATE_RECORDS: &str = "trendwatch_late_records_total";
+/// Alerts handed to the producer, by `type` and `tier`.
+pub const ALERTS_EMITTED: &str = "trendwatch_alerts_emitted_total";
+/// Wall time from an alert's `detected_at` (event time) to its emission.
+pub const ALERT_LATENCY: &str = "trendwatch_alert_latency_seconds";
+/// Partition checkpoints attempted, by `result` (`ok`, `failed`).
+pub const CHECKPOINTS: &str = "trendwatch_checkpoints_total";
+/// Time to write one round of checkpoints and have them acknowledged.
+pub const CHECKPOINT_DURATION: &str = "trendwatch_checkpoint_duration_seconds";
+/// Bytes of checkpoint written.
+pub const CHECKPOINT_BYTES: &str = "trendwatch_checkpoint_bytes_total";
+/// Time to restore one partition from its checkpoint.
+pub const RESTORE_DURATION: &str = "trendwatch_restore_duration_seconds";
+/// Messages between a partition's position and its high watermark, by `partition`.
+pub const CONSUMER_LAG: &str = "trendwatch_consumer_lag_messages";
+/// Wall clock minus the partition's watermark, by `partition`.
+pub const WATERMARK_DELAY: &str = "trendwatch_watermark_delay_seconds";
+/// Videos tracked over all assigned partitions.
+pub const TRACKED_VIDEOS: &str = "trendwatch_tracked_videos";
+/// Bytes of engine state over all assigned partitions.
+pub const STATE_BYTES: &str = "trendwatch_state_bytes";
+/// Tracked videos evicted for hotter ones.
+pub const VIDEOS_EVICTED: &str = "trendwatch_videos_evicted_total";
+/// Tracked videos forgotten after their TTL.
+pub const VIDEOS_EXPIRED: &str = "trendwatch_videos_expired_total";
+/// Partitions assigned to this instance.
+pub const ASSIGNED_PARTITIONS: &str = "trendwatch_assigned_partitions";
+/// Rebalance callbacks, by `kind` (`assign`, `revoke`).
+pub const REBALANCES: &str = "trendwatch_rebalances_total";
+/// Offset commits the broker refused.
+pub const COMMIT_FAILURES: &str = "trendwatch_commit_failures_total";
+/// Produced records (alerts, dead letters, late events) the broker did not acknowledge.
+pub const DELIVERY_FAILURES: &str = "trendwatch_delivery_failures_total";
+/// Partitions rewound to their last checkpoint after a failed delivery.
+pub const PARTITION_REWINDS: &str = "trendwatch_partition_rewinds_total";
+/// 1 when `/readyz` answers ready.
+pub const READY: &str = "trendwatch_ready";
+
+/// Histogram buckets for latencies and durations, in seconds.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// Describes every metric (help text and unit), so `/metrics` documents itself.
+pub fn describe_all() {
+    describe_counter!(RECORDS_CONSUMED, "Kafka records read from the events topic");
+    describe_counter!(EVENTS_COUNTED, "Events counted into windows, by kind");
+    describe_counter!(
+        EVENTS_REJECTED,
+        "Records refused by decoding or validation, by reason"
+    );
+    describe_counter!(EVENTS_LATE, "Events older than their partition's watermark");
+    describe_counter!(
+        EVENTS_DUPLICATE,
+        "Re-delivered events dropped by de-duplication"
+    );
+    describe_counter!(
+        EVENTS_UNTRACKED,
+        "Events of videos not admitted under the cap"
+    );
+    describe_counter!(
+        DLQ_RECORDS,
+        "Records written to the dead-letter topic, by reason"
+    );
+    describe_counter!(LATE_RECORDS, "Late events written to the late-events topic");
+    describe_counter!(ALERTS_EMITTED, "Alerts emitted, by type and tier");
+    describe_histogram!(
+        ALERT_LATENCY,
+        Unit::Seconds,
+        "Wall time from an alert's detected_at (event time) to its emission"
+    );
+    describe_counter!(CHECKPOINTS, "Partition checkpoints, by result");
+    describe_histogram!(
+        CHECKPOINT_DURATION,
+        Unit::Seconds,
+        "Time to write a round of checkpoints and have them acknowledged"
+    );
+    describe_counter!(CHECKPOINT_BYTES, Unit::Bytes, "Bytes of checkpoint written");
+    describe_histogram!(
+        RESTORE_DURATION,
+        Unit::Seconds,
+        "Time to restore one partition from its checkpoint"
+    );
+    describe_gauge!(
+        CONSUMER_LAG,
+        "Messages behind the high watermark, by partition"
+    );
+    describe_gauge!(
+        WATERMARK_DELAY,
+        Unit::Seconds,
+        "Wall clock minus the partition's event-time watermark, by partition"
+    );
+    describe_gauge!(
+        TRACKED_VIDEOS,
+        "Videos tracked over the assigned partitions"
+    );
+    describe_gauge!(STATE_BYTES, Unit::Bytes, "Bytes of engine state");
+    describe_counter!(VIDEOS_EVICTED, "Tracked videos evicted for hotter ones");
+    describe_counter!(VIDEOS_EXPIRED, "Tracked videos forgotten after their TTL");
+    describe_gauge!(ASSIGNED_PARTITIONS, "Partitions assigned to this instance");
+    describe_counter!(REBALANCES, "Rebalance callbacks, by kind");
+    describe_counter!(COMMIT_FAILURES, "Offset commits the broker refused");
+    describe_counter!(
+        DELIVERY_FAILURES,
+        "Produced records the broker did not acknowledge"
+    );
+    describe_counter!(
+        PARTITION_REWINDS,
+        "Partitions rewound to their last checkpoint"
+    );
+    describe_gauge!(READY, "1 when the service is ready");
+}
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder (once per process) and describes every metric.
+pub fn install_metrics() -> Result<PrometheusHandle> {
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+        .and_then(|b| b.install_recorder())
+        .map_err(|e| RuntimeError::Config(format!("metrics recorder: {e}")))?;
+    describe_all();
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// Starts structured logging as configured; `RUST_LOG` overrides the configured filter.
+pub fn init_logging(config: &TelemetryConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log_level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests, tools calling run twice) keeps the first subscriber.
+    let _ = match config.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

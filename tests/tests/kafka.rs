@@ -1,0 +1,487 @@
+//! The counter service against a real local broker (tansu, started once for this binary):
+//! every scenario compares what the service wrote — alerts, checkpointed per-video counts,
+//! dead letters, metrics — with the replay of the same records through the engine.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use trendwatch_core::{AlertType, EventKind};
+use trendwatch_proto::EventRecord;
+use trendwatch_runtime::deadletter;
+use trendwatch_runtime::telemetry as m;
+use trendwatch_tests::{
+    Scenario, assert_same_alerts, assert_same_counts, encode, partition_ends, replay, serial,
+    workload,
+};
+
+const DONE: Duration = Duration::from_secs(120);
+
+#[test]
+fn happy_path_counts_alerts_and_metrics_equal_the_replay() {
+    let _one_at_a_time = serial();
+    let s = Scenario::new("happy", 3);
+    let events = workload(7, 60_000);
+    let records = encode(&events);
+    let ends = partition_ends(&records, 3);
+    let reference = replay(&s.config, &records, 3);
+    assert!(
+        reference
+            .alerts
+            .iter()
+            .any(|a| a.alert_type == AlertType::ViralVelocity),
+        "the workload must make the engine fire"
+    );
+
+    let counter = s.start_counter("counter");
+    s.publish_events(&events, None);
+    s.wait_committed(&ends, DONE);
+    counter.wait_for("the metrics to catch up", Duration::from_secs(10), |c| {
+        c.metrics().sum(m::RECORDS_CONSUMED, &[]) >= records.len() as f64
+    });
+    let metrics = counter.metrics();
+    counter.stop();
+
+    let videos = assert_same_counts(&s.checkpointed_states(), &reference, &ends);
+    let alerts = s.alerts(Duration::from_secs(2));
+    let (distinct, duplicates) = assert_same_alerts(&alerts, &reference.alerts);
+    assert_eq!(duplicates, 0, "an uninterrupted run sends each alert once");
+    eprintln!("happy: {videos} videos, {distinct} alerts equal the replay");
+
+    // The metrics say what happened.
+    assert_eq!(metrics.sum(m::RECORDS_CONSUMED, &[]), records.len() as f64);
+    let mut counted = [0u64; 5];
+    let (mut late, mut duplicates) = (0, 0);
+    for state in reference.states.values() {
+        for (i, c) in state.stats().counted.iter().enumerate() {
+            counted[i] += c;
+        }
+        late += state.stats().late;
+        duplicates += state.stats().duplicates;
+    }
+    for kind in EventKind::ALL {
+        assert_eq!(
+            metrics.sum(m::EVENTS_COUNTED, &[("kind", kind.as_str())]),
+            counted[kind.index()] as f64,
+            "{kind:?}"
+        );
+    }
+    assert_eq!(metrics.sum(m::EVENTS_LATE, &[]), late as f64);
+    assert_eq!(metrics.sum(m::EVENTS_DUPLICATE, &[]), duplicates as f64);
+    assert!(
+        late > 0 && duplicates > 0,
+        "the workload has late and duplicate events"
+    );
+    assert_eq!(metrics.sum(m::EVENTS_REJECTED, &[]), 0.0);
+    for t in [AlertType::ViralVelocity, AlertType::Trending] {
+        let want = reference
+            .alerts
+            .iter()
+            .filter(|a| a.alert_type == t)
+            .count();
+        assert_eq!(
+            metrics.sum(m::ALERTS_EMITTED, &[("type", t.as_str())]),
+            want as f64,
+            "{t:?}"
+        );
+    }
+    assert_eq!(
+        metrics.types.get(m::ALERTS_EMITTED).map(String::as_str),
+        Some("counter")
+    );
+    assert_eq!(metrics.sum(m::ASSIGNED_PARTITIONS, &[]), 3.0);
+    assert!(metrics.sum(m::CHECKPOINTS, &[("result", "ok")]) >= 3.0);
+    assert!(metrics.sum(m::TRACKED_VIDEOS, &[]) >= videos as f64);
+    assert!(metrics.sum(&format!("{}_count", m::ALERT_LATENCY), &[]) >= distinct as f64);
+    assert!(metrics.sum(&format!("{}_count", m::RESTORE_DURATION), &[]) >= 3.0);
+    assert_eq!(metrics.sum(m::READY, &[]), 1.0);
+}
+
+#[test]
+fn restart_mid_stream_loses_and_doubles_nothing() {
+    let _one_at_a_time = serial();
+    let s = Scenario::new("restart", 3);
+    let events = workload(11, 90_000);
+    let records = encode(&events);
+    let ends = partition_ends(&records, 3);
+    let total: i64 = ends.values().sum();
+    let reference = replay(&s.config, &records, 3);
+
+    let first = s.start_counter("first");
+    let publisher = {
+        let config = s.config.clone();
+        let records = records.clone();
+        std::thread::spawn(move || {
+            let summary = trendwatch_runtime::publish::publish(
+                &config,
+                &config.topics.events,
+                records.iter().map(|(k, v)| (k.as_ref(), v)),
+                records.len() as u64,
+                &trendwatch_runtime::publish::PublishOptions {
+                    rate: Some(25_000.0),
+                    progress: false,
+                },
+                &tokio_util::sync::CancellationToken::new(),
+            )
+            .unwrap();
+            assert_eq!(summary.acknowledged, records.len() as u64);
+        })
+    };
+    let deadline = Instant::now() + DONE;
+    while s.committed_total() < total / 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no progress; log:\n{}",
+            first.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stopped_at = s.committed_total();
+    first.stop();
+    let second = s.start_counter("second");
+    publisher.join().unwrap();
+    s.wait_committed(&ends, DONE);
+    second.stop();
+    assert!(
+        stopped_at < total,
+        "the first instance must stop mid-stream"
+    );
+
+    let videos = assert_same_counts(&s.checkpointed_states(), &reference, &ends);
+    let (distinct, duplicates) =
+        assert_same_alerts(&s.alerts(Duration::from_secs(2)), &reference.alerts);
+    eprintln!(
+        "restart at {stopped_at}/{total} records: {videos} videos and {distinct} alerts equal the replay ({duplicates} re-sent with the same id)"
+    );
+}
+
+#[test]
+fn a_second_instance_joins_and_leaves_without_changing_the_result() {
+    let _one_at_a_time = serial();
+    let s = Scenario::new("rebalance", 4);
+    let events = workload(13, 90_000);
+    let records = encode(&events);
+    let ends = partition_ends(&records, 4);
+    let total: i64 = ends.values().sum();
+    let reference = replay(&s.config, &records, 4);
+
+    let a = s.start_counter("a");
+    let publisher = {
+        let config = s.config.clone();
+        let records = records.clone();
+        std::thread::spawn(move || {
+            trendwatch_runtime::publish::publish(
+                &config,
+                &config.topics.events,
+                records.iter().map(|(k, v)| (k.as_ref(), v)),
+                records.len() as u64,
+                &trendwatch_runtime::publish::PublishOptions {
+                    rate: Some(15_000.0),
+                    progress: false,
+                },
+                &tokio_util::sync::CancellationToken::new(),
+            )
+            .unwrap()
+        })
+    };
+    let deadline = Instant::now() + DONE;
+    while s.committed_total() < total / 5 {
+        assert!(
+            Instant::now() < deadline,
+            "no progress; log:\n{}",
+            a.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let b = s.start_counter("b");
+    b.wait_for("b to own partitions", Duration::from_secs(60), |b| {
+        b.metrics().sum(m::ASSIGNED_PARTITIONS, &[]) >= 1.0
+    });
+    let joined_at = s.committed_total();
+    while s.committed_total() < joined_at + total / 5 {
+        assert!(Instant::now() < deadline, "no progress after b joined");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let b_processed = b.metrics().sum(m::RECORDS_CONSUMED, &[]);
+    b.stop();
+    let left_at = s.committed_total();
+    let summary = publisher.join().unwrap();
+    assert_eq!(summary.acknowledged, records.len() as u64);
+    s.wait_committed(&ends, DONE);
+    let a_metrics = a.metrics();
+    a.stop();
+    assert!(
+        b_processed > 0.0,
+        "b must have processed records while it was a member"
+    );
+    assert!(a_metrics.sum(m::REBALANCES, &[("kind", "assign")]) >= 3.0);
+
+    let videos = assert_same_counts(&s.checkpointed_states(), &reference, &ends);
+    let (distinct, duplicates) =
+        assert_same_alerts(&s.alerts(Duration::from_secs(2)), &reference.alerts);
+    eprintln!(
+        "rebalance: b joined at {joined_at}, left at {left_at} of {total} records, processed {b_processed}; {videos} videos and {distinct} alerts equal the replay ({duplicates} re-sent)"
+    );
+}
+
+fn event(id: &str, video: &str, kind: EventKind, t: i64) -> EventRecord {
+    EventRecord {
+        event_id: id.into(),
+        video_id: video.into(),
+        creator_id: format!("c-{video}"),
+        user_id: Some("u1".into()),
+        kind,
+        event_time: t,
+    }
+}
+
+fn pb(e: &trendwatch_proto::pb::EngagementEvent) -> Vec<u8> {
+    e.encode_to_vec()
+}
+
+#[test]
+fn bad_input_goes_to_the_dead_letter_topic_and_good_input_is_counted() {
+    let _one_at_a_time = serial();
+    let s = Scenario::new("badinput", 2);
+    let now = trendwatch_runtime::wall_ms();
+    let good_event = |i: usize| {
+        event(
+            &format!("e{i}"),
+            &format!("v{}", i % 7),
+            EventKind::Like,
+            now - 60_000 + i as i64,
+        )
+    };
+    let base = good_event(0).to_pb();
+    // (key, value, the reason it must be refused for, if any)
+    type Sent = (Option<Vec<u8>>, Vec<u8>, Option<&'static str>);
+    let mut records: Vec<Sent> = Vec::new();
+    let mut good = 0;
+    for i in 0..200 {
+        let e = good_event(i);
+        let mut buf = Vec::new();
+        e.encode_protobuf(&mut buf);
+        records.push((Some(e.video_id.into_bytes()), buf, None));
+        good += 1;
+        match i % 20 {
+            3 => records.push((
+                Some(b"vx".to_vec()),
+                vec![0xff, 0xff, 0xff, 0x07, 0x01],
+                Some("undecodable"),
+            )),
+            7 => records.push((
+                Some(b"vx".to_vec()),
+                pb(&trendwatch_proto::pb::EngagementEvent {
+                    event_id: String::new(),
+                    ..base.clone()
+                }),
+                Some("missing_event_id"),
+            )),
+            9 => records.push((
+                Some(b"vx".to_vec()),
+                pb(&trendwatch_proto::pb::EngagementEvent {
+                    video_id: String::new(),
+                    event_id: format!("m{i}"),
+                    ..base.clone()
+                }),
+                Some("missing_video_id"),
+            )),
+            11 => records.push((
+                Some(b"vx".to_vec()),
+                pb(&trendwatch_proto::pb::EngagementEvent {
+                    kind: 42,
+                    event_id: format!("k{i}"),
+                    ..base.clone()
+                }),
+                Some("unknown_kind"),
+            )),
+            13 => records.push((
+                Some(b"vx".to_vec()),
+                pb(&trendwatch_proto::pb::EngagementEvent {
+                    event_time: now + 86_400_000,
+                    event_id: format!("f{i}"),
+                    ..base.clone()
+                }),
+                Some("time_in_future"),
+            )),
+            15 => records.push((
+                Some(b"vx".to_vec()),
+                pb(&trendwatch_proto::pb::EngagementEvent {
+                    event_time: 1_000,
+                    event_id: format!("o{i}"),
+                    ..base.clone()
+                }),
+                Some("time_before_min"),
+            )),
+            17 => records.push((Some(b"vx".to_vec()), vec![b'x'; 70_000], Some("too_large"))),
+            _ => {}
+        }
+    }
+    let raw: Vec<(Option<Vec<u8>>, Vec<u8>)> = records
+        .iter()
+        .map(|(k, v, _)| (k.clone(), v.clone()))
+        .collect();
+    let ends = partition_ends(&raw, 2);
+    let reference = replay(&s.config, &raw, 2);
+    let mut expected: BTreeMap<&str, u64> = BTreeMap::new();
+    for (_, _, reason) in &records {
+        if let Some(r) = reason {
+            *expected.entry(r).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        reference.rejected, expected,
+        "the reference agrees on the reasons"
+    );
+
+    let counter = s.start_counter("counter");
+    s.publish_raw(&raw, None);
+    s.wait_committed(&ends, DONE);
+    counter.wait_for("the metrics", Duration::from_secs(10), |c| {
+        c.metrics().sum(m::RECORDS_CONSUMED, &[]) >= raw.len() as f64
+    });
+    let metrics = counter.metrics();
+    counter.stop();
+
+    let rejected: u64 = expected.values().sum();
+    let dlq = s.read_topic(
+        &s.config.topics.dlq,
+        Some(rejected as usize),
+        Duration::from_secs(5),
+    );
+    assert_eq!(dlq.len() as u64, rejected);
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    for d in &dlq {
+        let reason = d.header(deadletter::REASON).unwrap();
+        *seen.entry(reason.clone()).or_default() += 1;
+        assert_eq!(
+            d.header(deadletter::SOURCE_TOPIC).as_deref(),
+            Some(s.config.topics.events.as_str())
+        );
+        let p: i32 = d
+            .header(deadletter::SOURCE_PARTITION)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let offset: usize = d
+            .header(deadletter::SOURCE_OFFSET)
+            .unwrap()
+            .parse()
+            .unwrap();
+        // The original key and bytes, found where the headers say they came from.
+        let originals: Vec<&Sent> = records
+            .iter()
+            .filter(|(k, _, _)| {
+                trendwatch_cli::partitioner::partition_for(k.as_deref().unwrap_or_default(), 2)
+                    as i32
+                    == p
+            })
+            .collect();
+        let (key, bytes, why) = originals[offset];
+        assert_eq!(&d.payload, bytes);
+        assert_eq!(&d.key, key);
+        assert_eq!(why.map(str::to_string), Some(reason));
+        assert!(!d.header(deadletter::ERROR).unwrap().is_empty());
+    }
+    let seen: BTreeMap<&str, u64> = seen.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(seen, expected);
+    for (reason, n) in &expected {
+        assert_eq!(
+            metrics.sum(m::EVENTS_REJECTED, &[("reason", reason)]),
+            *n as f64,
+            "{reason}"
+        );
+        assert_eq!(
+            metrics.sum(m::DLQ_RECORDS, &[("reason", reason)]),
+            *n as f64,
+            "{reason}"
+        );
+    }
+    assert_eq!(metrics.sum(m::EVENTS_COUNTED, &[]), good as f64);
+    assert_same_counts(&s.checkpointed_states(), &reference, &ends);
+}
+
+#[test]
+fn an_idle_partition_still_ends_its_episodes() {
+    let _one_at_a_time = serial();
+    let mut s = Scenario::new("idle", 1);
+    let w = &mut s.config.engine;
+    w.windows.bucket = Duration::from_secs(1);
+    w.windows.velocity_window = Duration::from_secs(5);
+    w.windows.trending_slot = Duration::from_secs(5);
+    w.windows.trending_window = Duration::from_secs(30);
+    w.windows.allowed_lateness = Duration::from_secs(1);
+    w.windows.dedup_horizon = Duration::from_secs(2);
+    w.windows.idle_timeout = Duration::from_secs(2);
+    w.velocity.baseline_half_life = Duration::from_secs(30);
+    w.velocity.warmup = Duration::from_secs(20);
+    w.velocity.cooldown = Duration::from_secs(5);
+    w.velocity.clear_after = 2;
+    w.velocity.min_count = 10;
+    w.trending.warmup = Duration::from_secs(60);
+    w.trending.baseline_half_life = Duration::from_secs(60);
+    w.trending.cooldown = Duration::from_secs(10);
+    s.config.validate().unwrap();
+
+    // A minute of one like per second, then ten seconds of thirty per second; then silence.
+    let t0 = trendwatch_runtime::wall_ms() - 120_000;
+    let mut events = Vec::new();
+    for sec in 0..60 {
+        events.push(event(
+            &format!("b{sec}"),
+            "hot",
+            EventKind::Like,
+            t0 + sec * 1000,
+        ));
+    }
+    for sec in 60..70 {
+        for j in 0..30 {
+            events.push(event(
+                &format!("s{sec}-{j}"),
+                "hot",
+                EventKind::Like,
+                t0 + sec * 1000 + j * 30,
+            ));
+        }
+    }
+    let records = encode(&events);
+    let reference = replay(&s.config, &records, 1);
+    assert!(
+        reference
+            .alerts
+            .iter()
+            .any(|a| a.alert_type == AlertType::ViralVelocity),
+        "{:#?}",
+        reference.alerts
+    );
+    assert!(
+        !reference
+            .alerts
+            .iter()
+            .any(|a| a.alert_type == AlertType::ViralVelocityEnded)
+    );
+
+    let counter = s.start_counter("counter");
+    s.publish_raw(&records, None);
+    let published = Instant::now();
+    counter.wait_for("VIRAL_VELOCITY_ENDED", Duration::from_secs(60), |c| {
+        c.metrics()
+            .sum(m::ALERTS_EMITTED, &[("type", "VIRAL_VELOCITY_ENDED")])
+            >= 1.0
+    });
+    let took = published.elapsed();
+    counter.stop();
+    let alerts = s.alerts(Duration::from_secs(2));
+    let fired = alerts
+        .iter()
+        .find(|a| a.alert.alert_type == AlertType::ViralVelocity)
+        .unwrap();
+    let ended = alerts
+        .iter()
+        .find(|a| a.alert.alert_type == AlertType::ViralVelocityEnded)
+        .unwrap();
+    assert_eq!(ended.alert.episode_start, fired.alert.episode_start);
+    assert!(ended.alert.detected_at > fired.alert.detected_at);
+    eprintln!("idle: the episode ended {took:?} after the last event was published");
+}
