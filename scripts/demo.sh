@@ -54,7 +54,7 @@ echo "==> generating 2 hours of engagement (50k videos, 500k background events, 
   --out "$out/events.pb" --truth "$out/truth.json" --publish --publish-rate 150000 "$@"
 
 echo "==> the same events replayed offline and scored against the ground truth"
-"$tw" replay --input "$out/events.pb" --truth "$out/truth.json" | sed -n '1p;5,7p'
+"$tw" replay --input "$out/events.pb" --truth "$out/truth.json" | grep -E '^(replayed|backtest|  delay)'
 
 sleep 5
 echo "==> a few counters from http://$metrics/metrics"
