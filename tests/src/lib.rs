@@ -161,6 +161,31 @@ impl Scenario {
         assert_eq!(summary.acknowledged, records.len() as u64, "{summary}");
     }
 
+    /// Publishes raw records at `rate` per second on a thread of its own; join it for the
+    /// summary.
+    pub fn publish_in_background(
+        &self,
+        records: &[(Option<Vec<u8>>, Vec<u8>)],
+        rate: f64,
+    ) -> std::thread::JoinHandle<trendwatch_runtime::publish::PublishSummary> {
+        let config = self.config.clone();
+        let records = records.to_vec();
+        std::thread::spawn(move || {
+            publish(
+                &config,
+                &config.topics.events,
+                records.iter().map(|(k, v)| (k.as_ref(), v)),
+                records.len() as u64,
+                &PublishOptions {
+                    rate: Some(rate),
+                    progress: false,
+                },
+                &CancellationToken::new(),
+            )
+            .unwrap()
+        })
+    }
+
     /// Publishes events in protobuf, keyed by video id.
     pub fn publish_events(&self, events: &[EventRecord], rate: Option<f64>) {
         self.publish_raw(&encode(events), rate);

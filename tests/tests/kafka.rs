@@ -109,25 +109,7 @@ fn restart_mid_stream_loses_and_doubles_nothing() {
     let reference = replay(&s.config, &records, 3);
 
     let first = s.start_counter("first");
-    let publisher = {
-        let config = s.config.clone();
-        let records = records.clone();
-        std::thread::spawn(move || {
-            let summary = trendwatch_runtime::publish::publish(
-                &config,
-                &config.topics.events,
-                records.iter().map(|(k, v)| (k.as_ref(), v)),
-                records.len() as u64,
-                &trendwatch_runtime::publish::PublishOptions {
-                    rate: Some(25_000.0),
-                    progress: false,
-                },
-                &tokio_util::sync::CancellationToken::new(),
-            )
-            .unwrap();
-            assert_eq!(summary.acknowledged, records.len() as u64);
-        })
-    };
+    let publisher = s.publish_in_background(&records, 25_000.0);
     let deadline = Instant::now() + DONE;
     while s.committed_total() < total / 3 {
         assert!(
@@ -140,7 +122,7 @@ fn restart_mid_stream_loses_and_doubles_nothing() {
     let stopped_at = s.committed_total();
     first.stop();
     let second = s.start_counter("second");
-    publisher.join().unwrap();
+    assert_eq!(publisher.join().unwrap().acknowledged, records.len() as u64);
     s.wait_committed(&ends, DONE);
     second.stop();
     assert!(
@@ -167,24 +149,7 @@ fn a_second_instance_joins_and_leaves_without_changing_the_result() {
     let reference = replay(&s.config, &records, 4);
 
     let a = s.start_counter("a");
-    let publisher = {
-        let config = s.config.clone();
-        let records = records.clone();
-        std::thread::spawn(move || {
-            trendwatch_runtime::publish::publish(
-                &config,
-                &config.topics.events,
-                records.iter().map(|(k, v)| (k.as_ref(), v)),
-                records.len() as u64,
-                &trendwatch_runtime::publish::PublishOptions {
-                    rate: Some(15_000.0),
-                    progress: false,
-                },
-                &tokio_util::sync::CancellationToken::new(),
-            )
-            .unwrap()
-        })
-    };
+    let publisher = s.publish_in_background(&records, 15_000.0);
     let deadline = Instant::now() + DONE;
     while s.committed_total() < total / 5 {
         assert!(

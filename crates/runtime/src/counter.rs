@@ -502,22 +502,14 @@ impl Worker {
         owned.eof = false;
         match outcome {
             Ok(Verdict::Late) if !self.config.topics.late.is_empty() => {
-                let headers = deadletter::headers_for(
+                let detail = "event time is behind the partition's watermark by more than the allowed lateness";
+                if set_aside(
+                    &self.producer,
+                    &self.config.topics.late,
                     message,
                     "late",
-                    "event time is behind the partition's watermark by more than the allowed lateness",
-                );
-                let record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(
-                    &self.config.topics.late,
-                    p as usize,
-                )
-                .payload(payload)
-                .headers(headers);
-                let record = match message.key() {
-                    Some(k) => record.key(k),
-                    None => record,
-                };
-                if send(&self.producer, record, p) {
+                    detail,
+                ) {
                     counter!(m::LATE_RECORDS).increment(1);
                 }
             }
@@ -527,18 +519,14 @@ impl Worker {
                 if let Some(i) = Rejection::ALL_REASONS.iter().position(|r| *r == reason) {
                     self.rejected[i] += 1;
                 }
-                let headers = deadletter::headers_for(message, reason, &rejection.to_string());
-                let record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(
+                let detail = rejection.to_string();
+                if set_aside(
+                    &self.producer,
                     &self.config.topics.dlq,
-                    p as usize,
-                )
-                .payload(payload)
-                .headers(headers);
-                let record = match message.key() {
-                    Some(k) => record.key(k),
-                    None => record,
-                };
-                if send(&self.producer, record, p) {
+                    message,
+                    reason,
+                    &detail,
+                ) {
                     counter!(m::DLQ_RECORDS, "reason" => reason).increment(1);
                 }
             }
@@ -781,6 +769,26 @@ impl Worker {
             }
         }
     }
+}
+
+/// Copies `message` (key, bytes, headers) to `topic` with headers saying why and where
+/// from; returns whether the producer took it (a refusal rewinds the partition).
+fn set_aside(
+    producer: &ThreadedProducer<DeliveryTracker>,
+    topic: &str,
+    message: &BorrowedMessage<'_>,
+    reason: &str,
+    detail: &str,
+) -> bool {
+    let p = message.partition();
+    let record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, p as usize)
+        .payload(message.payload().unwrap_or_default())
+        .headers(deadletter::headers_for(message, reason, detail));
+    let record = match message.key() {
+        Some(k) => record.key(k),
+        None => record,
+    };
+    send(producer, record, p)
 }
 
 /// The record that triggered alerts.
