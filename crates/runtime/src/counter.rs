@@ -95,7 +95,18 @@ pub fn run(config: Config, health: Arc<Health>, shutdown: CancellationToken) -> 
     while !shutdown.is_cancelled() {
         match consumer.poll(Duration::from_millis(50)) {
             Some(Ok(message)) => {
-                consumer.context().worker().process(&message);
+                let refetch = consumer.context().worker().process(&message);
+                if let Some((p, offset)) = refetch {
+                    drop(message);
+                    if let Err(e) = consumer.seek(
+                        &config.topics.events,
+                        p,
+                        Offset::Offset(offset),
+                        Duration::from_secs(10),
+                    ) {
+                        tracing::error!(partition = p, offset, error = %e, "seek back failed");
+                    }
+                }
                 // Reading the clock costs more than a record; look every few hundred.
                 since_clock += 1;
                 if since_clock < 256 {
@@ -349,6 +360,8 @@ struct Owned {
     /// Stats already published as metrics.
     published: PartitionStats,
     eof: bool,
+    /// The offset last read again from after a gap (see `Worker::process`).
+    refetched_at: Option<i64>,
 }
 
 impl Owned {
@@ -450,6 +463,7 @@ impl Worker {
             checkpointed,
             published,
             eof: false,
+            refetched_at: None,
         })
     }
 
@@ -471,7 +485,9 @@ impl Worker {
     }
 
     /// Decodes, validates and applies one record; routes rejects, late events and alerts.
-    fn process(&mut self, message: &BorrowedMessage<'_>) {
+    /// Returns a partition and offset to read again from when the record does not follow
+    /// the state's last one.
+    fn process(&mut self, message: &BorrowedMessage<'_>) -> Option<(i32, i64)> {
         let p = message.partition();
         let offset = message.offset();
         let Some(owned) = self.partitions.get_mut(&p) else {
@@ -480,15 +496,36 @@ impl Worker {
                 offset,
                 "record of a partition not assigned here"
             );
-            return;
+            return None;
         };
         if owned.next_offset.is_some_and(|next| offset < next) {
             // Fetched again after a rewind: already in the state.
-            return;
+            return None;
         }
         if let Some(next) = owned.next_offset.filter(|next| offset > *next) {
-            tracing::warn!(partition = p, expected = next, got = offset, "offset gap");
+            // Records are missing between the state and this one. Either the fetch position
+            // is wrong — then read again from where the state ends — or the topic really has
+            // a hole (transaction markers, compaction): after one seek back to the same
+            // place, the hole is accepted.
+            if owned.refetched_at != Some(next) {
+                counter!(m::OFFSET_GAPS).increment(1);
+                tracing::warn!(
+                    partition = p,
+                    expected = next,
+                    got = offset,
+                    "offset gap: reading again from the expected offset"
+                );
+                owned.refetched_at = Some(next);
+                return Some((p, next));
+            }
+            tracing::info!(
+                partition = p,
+                from = next,
+                to = offset,
+                "offsets missing from the topic itself; continuing"
+            );
         }
+        owned.refetched_at = None;
         self.records += 1;
         let payload = message.payload().unwrap_or_default();
         let validation = &self.config.validation;
@@ -538,6 +575,7 @@ impl Worker {
             };
             self.emit_alerts(p, Some(source));
         }
+        None
     }
 
     /// Produces the pending alerts of `partition`; `source` is the record whose arrival

@@ -61,6 +61,8 @@ pub const COMMIT_FAILURES: &str = "trendwatch_commit_failures_total";
 pub const DELIVERY_FAILURES: &str = "trendwatch_delivery_failures_total";
 /// Partitions rewound to their last checkpoint after a failed delivery.
 pub const PARTITION_REWINDS: &str = "trendwatch_partition_rewinds_total";
+/// Records that did not follow their partition's previous one; read again from the gap.
+pub const OFFSET_GAPS: &str = "trendwatch_offset_gaps_total";
 /// 1 when `/readyz` answers ready.
 pub const READY: &str = "trendwatch_ready";
 
@@ -135,6 +137,10 @@ pub fn describe_all() {
     describe_counter!(
         PARTITION_REWINDS,
         "Partitions rewound to their last checkpoint"
+    );
+    describe_counter!(
+        OFFSET_GAPS,
+        "Records that did not follow their partition's previous one"
     );
     describe_gauge!(READY, "1 when the service is ready");
 }
