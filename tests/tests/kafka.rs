@@ -94,7 +94,7 @@ fn happy_path_counts_alerts_and_metrics_equal_the_replay() {
     assert!(metrics.sum(m::CHECKPOINTS, &[("result", "ok")]) >= 3.0);
     assert!(metrics.sum(m::TRACKED_VIDEOS, &[]) >= videos as f64);
     assert!(metrics.sum(&format!("{}_count", m::ALERT_LATENCY), &[]) >= distinct as f64);
-    assert!(metrics.sum(&format!("{}_count", m::RESTORE_DURATION), &[]) >= 3.0);
+    assert!(metrics.sum(&format!("{}_count", m::RESTORE_DURATION), &[]) >= 1.0);
     assert_eq!(metrics.sum(m::READY, &[]), 1.0);
 }
 
@@ -186,7 +186,8 @@ fn a_second_instance_joins_and_leaves_without_changing_the_result() {
     let (distinct, duplicates) =
         assert_same_alerts(&s.alerts(Duration::from_secs(2)), &reference.alerts);
     eprintln!(
-        "rebalance: b joined at {joined_at}, left at {left_at} of {total} records, processed {b_processed}; {videos} videos and {distinct} alerts equal the replay ({duplicates} re-sent)"
+        "rebalance: b joined at {joined_at}, left at {left_at} of {total} records, processed {b_processed}; {videos} videos and {distinct} alerts equal the replay ({duplicates} re-sent); offset gaps healed by a: {}",
+        a_metrics.sum(m::OFFSET_GAPS, &[])
     );
 }
 

@@ -13,7 +13,7 @@
 //! depend on the broker's high watermark being exact), keeps the newest record per key,
 //! and takes the newest generation whose chunks are all present and intact.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -290,65 +290,96 @@ impl CheckpointStore {
 
     /// The newest complete checkpoint of `partition`, or `None` if it has none.
     pub fn restore(&self, partition: i32) -> Result<Option<Checkpoint>> {
-        let sp = self.state_partition(partition);
-        let key = marker_key(&self.events_topic, partition);
-        let marker = FutureRecord::to(&self.state_topic)
-            .partition(sp)
-            .key(&key)
-            .payload(MARKER.as_slice());
-        let end = match futures::executor::block_on(
-            self.producer.send(marker, Timeout::After(self.ack_timeout)),
-        ) {
-            Ok(delivery) => delivery.offset,
-            Err((e, _)) => {
-                return Err(RuntimeError::kafka(
-                    format!("writing the restore marker of partition {partition}"),
-                    e,
-                ));
-            }
-        };
+        Ok(self.restore_all(&[partition])?.pop().flatten())
+    }
+
+    /// The newest complete checkpoint of each of `partitions` (in that order), read in one
+    /// pass: a marker per partition, then one reader over the state partitions involved.
+    pub fn restore_all(&self, partitions: &[i32]) -> Result<Vec<Option<Checkpoint>>> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<(i32, String)> = partitions
+            .iter()
+            .map(|p| (self.state_partition(*p), marker_key(&self.events_topic, *p)))
+            .collect();
+        let sends = keys.iter().map(|(sp, key)| {
+            let marker = FutureRecord::to(&self.state_topic)
+                .partition(*sp)
+                .key(key)
+                .payload(MARKER.as_slice());
+            self.producer.send(marker, Timeout::After(self.ack_timeout))
+        });
+        let delivered = futures::executor::block_on(futures::future::join_all(sends));
+        // Per state partition: read up to the newest of its markers.
+        let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+        for ((sp, _), d) in keys.iter().zip(delivered) {
+            let offset = d
+                .map_err(|(e, _)| RuntimeError::kafka("writing a restore marker", e))?
+                .offset;
+            let end = ends.entry(*sp).or_insert(offset);
+            *end = (*end).max(offset);
+        }
         let reader: BaseConsumer = reader_config(&self.config, "restore")
             .create()
             .map_err(|e| RuntimeError::kafka("creating the restore reader", e))?;
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.state_topic, sp, Offset::Beginning)
-            .map_err(|e| RuntimeError::kafka("assigning the state partition", e))?;
+        for sp in ends.keys() {
+            tpl.add_partition_offset(&self.state_topic, *sp, Offset::Beginning)
+                .map_err(|e| RuntimeError::kafka("assigning the state partitions", e))?;
+        }
         reader
             .assign(&tpl)
-            .map_err(|e| RuntimeError::kafka("assigning the state partition", e))?;
-        let mut assembler = CheckpointAssembler::new(&self.events_topic, partition);
+            .map_err(|e| RuntimeError::kafka("assigning the state partitions", e))?;
+        let mut assemblers: Vec<(i32, CheckpointAssembler)> = partitions
+            .iter()
+            .map(|p| {
+                (
+                    self.state_partition(*p),
+                    CheckpointAssembler::new(&self.events_topic, *p),
+                )
+            })
+            .collect();
+        let mut pending: BTreeMap<i32, i64> = ends.clone();
         let deadline = Instant::now() + self.ack_timeout;
-        loop {
+        while !pending.is_empty() {
             if Instant::now() > deadline {
                 return Err(RuntimeError::Timeout(format!(
-                    "reading the checkpoints of partition {partition} up to offset {end} of {}/{sp}",
-                    self.state_topic
+                    "reading checkpoints of {}: state partitions {:?} not read up to their markers",
+                    self.state_topic,
+                    pending.keys().collect::<Vec<_>>()
                 )));
             }
-            match reader.poll(Duration::from_millis(100)) {
-                None => {}
-                Some(Ok(m)) => {
-                    if m.offset() >= end {
-                        break;
-                    }
-                    assembler.push(m.key().unwrap_or_default(), m.payload());
-                }
-                Some(Err(e)) => {
-                    return Err(RuntimeError::kafka(
-                        format!("reading the checkpoints of partition {partition}"),
-                        e,
-                    ));
-                }
+            let Some(polled) = reader.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let m = polled.map_err(|e| RuntimeError::kafka("reading checkpoints", e))?;
+            let sp = m.partition();
+            let Some(end) = pending.get(&sp).copied() else {
+                continue;
+            };
+            if m.offset() >= end {
+                pending.remove(&sp);
+                continue;
+            }
+            let key = m.key().unwrap_or_default();
+            for (_, a) in assemblers.iter_mut().filter(|(asp, _)| *asp == sp) {
+                a.push(key, m.payload());
             }
         }
-        if assembler.ignored > 0 {
-            tracing::warn!(
-                partition,
-                ignored = assembler.ignored,
-                "checkpoint records that are not valid chunks were skipped"
-            );
-        }
-        Ok(assembler.finish())
+        Ok(assemblers
+            .into_iter()
+            .map(|(_, a)| {
+                if a.ignored > 0 {
+                    tracing::warn!(
+                        partition = a.partition,
+                        ignored = a.ignored,
+                        "checkpoint records that are not valid chunks were skipped"
+                    );
+                }
+                a.finish()
+            })
+            .collect())
     }
 }
 

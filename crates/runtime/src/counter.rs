@@ -253,12 +253,12 @@ impl ConsumerContext for CounterContext {
                     .collect();
                 tracing::info!(?partitions, "assigned");
                 let mut worker = self.worker();
-                for p in partitions {
-                    self.health.set_restoring(true);
-                    let restored = worker.adopt(p);
-                    self.health.set_restoring(false);
-                    match restored {
-                        Ok(Some(offset)) => {
+                self.health.set_restoring(true);
+                let restored = worker.adopt(&partitions);
+                self.health.set_restoring(false);
+                match restored {
+                    Ok(offsets) => {
+                        for (p, offset) in offsets {
                             if let Err(e) = tpl.set_partition_offset(
                                 &self.events_topic,
                                 p,
@@ -267,9 +267,8 @@ impl ConsumerContext for CounterContext {
                                 self.fail(RuntimeError::kafka("positioning a partition", e));
                             }
                         }
-                        Ok(None) => {}
-                        Err(e) => self.fail(e),
                     }
+                    Err(e) => self.fail(e),
                 }
                 if let Err(e) = consumer.assign(tpl) {
                     self.fail(RuntimeError::kafka("assigning partitions", e));
@@ -360,8 +359,43 @@ struct Owned {
     /// Stats already published as metrics.
     published: PartitionStats,
     eof: bool,
-    /// The offset last read again from after a gap (see `Worker::process`).
-    refetched_at: Option<i64>,
+    /// Set while the partition is read again after an offset gap.
+    healing: Option<Healing>,
+}
+
+/// An offset gap being healed: the partition is read again from `from` (< `next`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Healing {
+    /// The offset the state needs next.
+    next: i64,
+    /// Where the partition is read from now.
+    from: i64,
+    /// Re-reads so far for this gap.
+    attempts: u32,
+    /// A record before `next` arrived since the re-read began.
+    saw_earlier: bool,
+}
+
+/// What to do about a record beyond the offset the state needs next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GapAction {
+    /// Read the partition again from this offset (records before `next` are skipped).
+    ReadFrom(i64),
+    /// The offsets in between do not exist on the broker: go on.
+    Accept,
+}
+
+/// Decides about a gap. A broker can answer a fetch at an offset inside a batch with the
+/// batch after it (tansu 0.6.0 does), so the first answer is to read again from before the
+/// gap, further back each time; only when a record before the gap is followed directly by
+/// one after it are the offsets in between known to be missing from the topic itself
+/// (transaction markers, compaction), or when reading from offset 0 did not help.
+fn gap_action(healing: Option<&Healing>, next: i64) -> GapAction {
+    match healing.filter(|h| h.next == next) {
+        Some(h) if h.saw_earlier || h.from == 0 || h.attempts >= 8 => GapAction::Accept,
+        Some(h) => GapAction::ReadFrom(next.saturating_sub(1024 << h.attempts).max(0)),
+        None => GapAction::ReadFrom(next.saturating_sub(1).max(0)),
+    }
 }
 
 impl Owned {
@@ -406,31 +440,37 @@ impl Worker {
         self.now_ms = wall_ms();
     }
 
-    /// Restores `partition` from its checkpoint (or starts it empty) and returns the
-    /// offset to resume from, if a checkpoint says so.
-    fn adopt(&mut self, partition: i32) -> Result<Option<i64>> {
+    /// Restores `partitions` from their checkpoints (or starts them empty) and returns the
+    /// offsets to resume from, for those a checkpoint names.
+    fn adopt(&mut self, partitions: &[i32]) -> Result<Vec<(i32, i64)>> {
         let started = Instant::now();
-        let checkpoint = self.store.restore(partition)?;
-        let owned = self.owned_from(partition, checkpoint.as_ref())?;
-        let offset = owned.next_offset;
-        histogram!(m::RESTORE_DURATION).record(started.elapsed().as_secs_f64());
-        match &checkpoint {
-            Some(cp) => tracing::info!(
-                partition,
-                generation = cp.generation,
-                offset = cp.offset,
-                bytes = cp.state.len(),
-                videos = owned.state.tracked_videos(),
-                seconds = started.elapsed().as_secs_f64(),
-                "restored"
-            ),
-            None => tracing::info!(
-                partition,
-                "no checkpoint: starting empty from the committed offset or auto.offset.reset"
-            ),
+        let checkpoints = self.store.restore_all(partitions)?;
+        let mut offsets = Vec::new();
+        for (p, checkpoint) in partitions.iter().zip(checkpoints) {
+            let owned = self.owned_from(*p, checkpoint.as_ref())?;
+            match &checkpoint {
+                Some(cp) => {
+                    tracing::info!(
+                        partition = p,
+                        generation = cp.generation,
+                        offset = cp.offset,
+                        bytes = cp.state.len(),
+                        videos = owned.state.tracked_videos(),
+                        "restored"
+                    );
+                    offsets.push((*p, cp.offset));
+                }
+                None => tracing::info!(
+                    partition = p,
+                    "no checkpoint: starting empty from the committed offset or auto.offset.reset"
+                ),
+            }
+            self.partitions.insert(*p, owned);
         }
-        self.partitions.insert(partition, owned);
-        Ok(offset)
+        let seconds = started.elapsed().as_secs_f64();
+        histogram!(m::RESTORE_DURATION).record(seconds);
+        tracing::info!(partitions = partitions.len(), seconds, "restore done");
+        Ok(offsets)
     }
 
     fn owned_from(&self, partition: i32, checkpoint: Option<&Checkpoint>) -> Result<Owned> {
@@ -463,7 +503,7 @@ impl Worker {
             checkpointed,
             published,
             eof: false,
-            refetched_at: None,
+            healing: None,
         })
     }
 
@@ -499,33 +539,41 @@ impl Worker {
             return None;
         };
         if owned.next_offset.is_some_and(|next| offset < next) {
-            // Fetched again after a rewind: already in the state.
+            // Fetched again (after a rewind or a gap): already in the state.
+            if let Some(h) = owned.healing.as_mut() {
+                h.saw_earlier = true;
+            }
             return None;
         }
         if let Some(next) = owned.next_offset.filter(|next| offset > *next) {
-            // Records are missing between the state and this one. Either the fetch position
-            // is wrong — then read again from where the state ends — or the topic really has
-            // a hole (transaction markers, compaction): after one seek back to the same
-            // place, the hole is accepted.
-            if owned.refetched_at != Some(next) {
-                counter!(m::OFFSET_GAPS).increment(1);
-                tracing::warn!(
+            match gap_action(owned.healing.as_ref(), next) {
+                GapAction::ReadFrom(from) => {
+                    counter!(m::OFFSET_GAPS).increment(1);
+                    tracing::warn!(
+                        partition = p,
+                        expected = next,
+                        got = offset,
+                        reading_from = from,
+                        "offset gap: reading the partition again from before the gap"
+                    );
+                    let attempts = owned.healing.as_ref().map_or(0, |h| h.attempts) + 1;
+                    owned.healing = Some(Healing {
+                        next,
+                        from,
+                        attempts,
+                        saw_earlier: false,
+                    });
+                    return Some((p, from));
+                }
+                GapAction::Accept => tracing::info!(
                     partition = p,
-                    expected = next,
-                    got = offset,
-                    "offset gap: reading again from the expected offset"
-                );
-                owned.refetched_at = Some(next);
-                return Some((p, next));
+                    from = next,
+                    to = offset,
+                    "offsets missing from the topic itself (the records before and after them are adjacent); continuing"
+                ),
             }
-            tracing::info!(
-                partition = p,
-                from = next,
-                to = offset,
-                "offsets missing from the topic itself; continuing"
-            );
         }
-        owned.refetched_at = None;
+        owned.healing = None;
         self.records += 1;
         let payload = message.payload().unwrap_or_default();
         let validation = &self.config.validation;
@@ -894,5 +942,41 @@ where
                 return false;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gap_is_read_again_from_further_back_until_proven_real() {
+        // First sight: read again from just before the gap.
+        assert_eq!(gap_action(None, 5_000), GapAction::ReadFrom(4_999));
+        let mut h = Healing {
+            next: 5_000,
+            from: 4_999,
+            attempts: 1,
+            saw_earlier: false,
+        };
+        // The broker skipped ahead again without showing anything earlier: go further back.
+        assert_eq!(
+            gap_action(Some(&h), 5_000),
+            GapAction::ReadFrom(5_000 - 2_048)
+        );
+        // A record before the gap came, and the next one is after it: the hole is real.
+        h.saw_earlier = true;
+        assert_eq!(gap_action(Some(&h), 5_000), GapAction::Accept);
+        // Reading from the very beginning is as far back as it goes.
+        let from_zero = Healing {
+            next: 10,
+            from: 0,
+            attempts: 1,
+            saw_earlier: false,
+        };
+        assert_eq!(gap_action(Some(&from_zero), 10), GapAction::Accept);
+        // A new gap elsewhere starts over.
+        assert_eq!(gap_action(Some(&h), 9_000), GapAction::ReadFrom(8_999));
+        assert_eq!(gap_action(None, 0), GapAction::ReadFrom(0));
     }
 }

@@ -37,7 +37,7 @@ pub const CHECKPOINTS: &str = "trendwatch_checkpoints_total";
 pub const CHECKPOINT_DURATION: &str = "trendwatch_checkpoint_duration_seconds";
 /// Bytes of checkpoint written.
 pub const CHECKPOINT_BYTES: &str = "trendwatch_checkpoint_bytes_total";
-/// Time to restore one partition from its checkpoint.
+/// Time to restore the partitions of one assignment from their checkpoints.
 pub const RESTORE_DURATION: &str = "trendwatch_restore_duration_seconds";
 /// Messages between a partition's position and its high watermark, by `partition`.
 pub const CONSUMER_LAG: &str = "trendwatch_consumer_lag_messages";
@@ -109,7 +109,7 @@ pub fn describe_all() {
     describe_histogram!(
         RESTORE_DURATION,
         Unit::Seconds,
-        "Time to restore one partition from its checkpoint"
+        "Time to restore the partitions of one assignment from their checkpoints"
     );
     describe_gauge!(
         CONSUMER_LAG,
