@@ -209,7 +209,9 @@ fn pb(e: &trendwatch_proto::pb::EngagementEvent) -> Vec<u8> {
 #[test]
 fn bad_input_goes_to_the_dead_letter_topic_and_good_input_is_counted() {
     let _one_at_a_time = serial();
-    let s = Scenario::new("badinput", 2);
+    let mut s = Scenario::new("badinput", 2);
+    // Late events go to a topic of their own when one is configured (the counter creates it).
+    s.config.topics.late = format!("late-{}", s.config.topics.events);
     let now = trendwatch_runtime::wall_ms();
     let good_event = |i: usize| {
         event(
@@ -283,6 +285,13 @@ fn bad_input_goes_to_the_dead_letter_topic_and_good_input_is_counted() {
             17 => records.push((Some(b"vx".to_vec()), vec![b'x'; 70_000], Some("too_large"))),
             _ => {}
         }
+    }
+    // Valid, but an hour behind the watermark: late, not rejected.
+    for i in 0..3 {
+        let e = event(&format!("late{i}"), "v1", EventKind::Like, now - 3_600_000);
+        let mut buf = Vec::new();
+        e.encode_protobuf(&mut buf);
+        records.push((Some(e.video_id.into_bytes()), buf, None));
     }
     let raw: Vec<(Option<Vec<u8>>, Vec<u8>)> = records
         .iter()
@@ -365,6 +374,14 @@ fn bad_input_goes_to_the_dead_letter_topic_and_good_input_is_counted() {
         );
     }
     assert_eq!(metrics.sum(m::EVENTS_COUNTED, &[]), good as f64);
+    assert_eq!(metrics.sum(m::EVENTS_LATE, &[]), 3.0);
+    assert_eq!(metrics.sum(m::LATE_RECORDS, &[]), 3.0);
+    let late = s.read_topic(&s.config.topics.late, Some(3), Duration::from_secs(5));
+    assert_eq!(late.len(), 3);
+    for l in &late {
+        assert_eq!(l.header(deadletter::REASON).as_deref(), Some("late"));
+        assert_eq!(l.key.as_deref(), Some(b"v1".as_slice()));
+    }
     assert_same_counts(&s.checkpointed_states(), &reference, &ends);
 }
 
