@@ -261,10 +261,16 @@ fn run_perf(command: PerfCommand) -> anyhow::Result<()> {
 
 fn config_check(file: Option<&PathBuf>) -> ExitCode {
     match load_config(file) {
-        Ok(c) => {
-            print!("{}", c.to_toml());
-            ExitCode::SUCCESS
-        }
+        Ok(c) => match trendwatch_runtime::client::check_properties(&c) {
+            Ok(()) => {
+                print!("{}", c.to_toml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Err(ConfigError::Invalid(errors)) => {
             for e in errors {
                 eprintln!("error: {e}");

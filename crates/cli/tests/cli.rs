@@ -58,6 +58,29 @@ fn config_check_lists_every_error() {
 }
 
 #[test]
+fn config_check_asks_librdkafka_about_the_kafka_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls.toml");
+    std::fs::write(
+        &tls,
+        "[kafka]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-256\"\n\"sasl.username\" = \"tw\"\n\"sasl.password\" = \"pw\"\n",
+    )
+    .unwrap();
+    let out = trendwatch(&["config", "check", tls.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(&typo, "[kafka]\n\"securty.protocol\" = \"SSL\"\n").unwrap();
+    let out = trendwatch(&["config", "check", typo.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("securty.protocol"), "{err}");
+}
+
+#[test]
 fn generated_workload_replays_with_a_consistent_backtest() {
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("events.pb");

@@ -71,6 +71,19 @@ pub fn producer_config(config: &Config) -> ClientConfig {
     c
 }
 
+/// Checks the `kafka` section the way librdkafka will read it (unknown properties, bad
+/// values, TLS/SASL settings this build cannot honour) by creating a consumer and a
+/// producer; neither connects. Returns librdkafka's own message.
+pub fn check_properties(config: &Config) -> std::result::Result<(), String> {
+    group_consumer_config(config, "trendwatch-config-check")
+        .create::<BaseConsumer>()
+        .map_err(|e| format!("kafka: {e}"))?;
+    producer_config(config)
+        .create::<rdkafka::producer::BaseProducer>()
+        .map_err(|e| format!("kafka: {e}"))?;
+    Ok(())
+}
+
 /// A topic trendwatch needs, with how to create it when it is missing.
 #[derive(Clone, Debug)]
 pub struct TopicSpec {
@@ -184,4 +197,37 @@ pub fn counter_topics(config: &Config, partitions: i32) -> Vec<TopicSpec> {
         specs.push(TopicSpec::new(&t.late, partitions));
     }
     specs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// librdkafka refuses TLS and SASL settings at client creation when it was built without
+    /// OpenSSL; this build must accept them (creating a client does not connect).
+    #[test]
+    fn tls_and_sasl_settings_are_accepted() {
+        let mut config = Config::default();
+        for (k, v) in [
+            ("bootstrap.servers", "127.0.0.1:1"),
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "trendwatch"),
+            ("sasl.password", "secret"),
+            ("ssl.endpoint.identification.algorithm", "https"),
+        ] {
+            config.kafka.insert(k.into(), v.into());
+        }
+        let consumer: KafkaResultOf<BaseConsumer> = group_consumer_config(&config, "g").create();
+        assert!(consumer.is_ok(), "{:?}", consumer.err());
+        let producer: KafkaResultOf<rdkafka::producer::BaseProducer> =
+            producer_config(&config).create();
+        assert!(producer.is_ok(), "{:?}", producer.err());
+        // An unknown property is still refused: the pass-through is not a silent sink.
+        config.kafka.insert("no.such.property".into(), "1".into());
+        let refused: KafkaResultOf<BaseConsumer> = group_consumer_config(&config, "g").create();
+        assert!(refused.is_err());
+    }
+
+    type KafkaResultOf<T> = std::result::Result<T, rdkafka::error::KafkaError>;
 }
