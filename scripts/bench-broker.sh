@@ -3,7 +3,7 @@
 # topic on the same broker, and the delay from an event reaching Kafka to its alert.
 #
 #   scripts/bench-broker.sh tansu [EVENTS]   # the local broker (tansu, in memory)
-#   BENCH_PARTITIONS=16 scripts/bench-broker.sh mock 200000   # librdkafka's mock cluster
+#   BENCH_PARTITIONS=48 scripts/bench-broker.sh mock 600000   # librdkafka's mock cluster
 #
 # The mock cluster keeps at most 100 000 records / 5 MB per partition (older ones are
 # deleted), so its runs use more partitions and fewer events.
@@ -24,6 +24,7 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
+trap 'echo "bench failed at line $LINENO; logs:" >&2; tail -n 20 "$dir"/*.log >&2' ERR
 
 cargo build --release --quiet -p trendwatch
 tw=target/release/trendwatch
@@ -41,11 +42,15 @@ case "$mode" in
   *) echo "usage: $0 tansu|mock [EVENTS]" >&2; exit 2 ;;
 esac
 export TRENDWATCH_BOOTSTRAP_SERVERS=$bootstrap
+# BENCH_FETCH_WAIT_MS sets librdkafka's fetch.wait.max.ms for every client of the run.
+extra=""
+[ -n "${BENCH_FETCH_WAIT_MS:-}" ] && extra="\"fetch.wait.max.ms\" = \"$BENCH_FETCH_WAIT_MS\""
 cat >"$dir/bench.toml" <<TOML
 [kafka]
 "bootstrap.servers" = "$bootstrap"
+$extra
 [counter]
-tick_interval = "100ms"
+tick_interval = "20ms"
 checkpoint_interval = "10s"
 TOML
 
@@ -62,19 +67,21 @@ bare=$("$tw" perf consume --config "$dir/bench.toml" --records "$total" --timeou
 echo "{\"measure\":\"bare_consumer\",\"broker\":\"$mode\",\"report\":$bare}"
 
 # 2. The counter over the same records (its own group), timed from its first record to its
-#    last by its metrics, CPU read from /proc around the same window.
+#    last by its metrics (refreshed every 20 ms), CPU read from /proc around the same window.
 "$tw" run --config "$dir/bench.toml" --metrics-addr "$metrics" 2>"$dir/counter.log" &
 counter=$!
 pids+=("$counter")
-consumed() { curl -fsS "http://$metrics/metrics" 2>/dev/null | awk '/^trendwatch_records_consumed_total /{print $2; exit}'; }
+# A scrape can fail while the machine is saturated; the loops below just try again.
+consumed() { { curl -fsS "http://$metrics/metrics" 2>/dev/null || true; } | awk '/^trendwatch_records_consumed_total /{print $2; exit}'; }
 cpu() { awk '{print ($14+$15)/100}' "/proc/$counter/stat"; }
 at_least() { awk -v a="${1:-0}" -v b="$2" 'BEGIN{exit !(a >= b)}'; }
-until at_least "$(consumed)" 1; do sleep 0.05; done
-t0=$(date +%s.%N); cpu0=$(cpu); n0=$(consumed)
-until at_least "$(consumed)" "$total"; do sleep 0.05; done
-t1=$(date +%s.%N); cpu1=$(cpu); n1=$(consumed)
+until n0=$(consumed) && at_least "$n0" 1; do sleep 0.01; done
+t0=$(date +%s.%N); cpu0=$(cpu)
+until n1=$(consumed) && at_least "$n1" "$total"; do sleep 0.01; done
+t1=$(date +%s.%N); cpu1=$(cpu)
 awk -v n0="$n0" -v n1="$n1" -v t0="$t0" -v t1="$t1" -v c0="$cpu0" -v c1="$cpu1" -v m="$mode" 'BEGIN{
   n = n1 - n0; t = t1 - t0; c = c1 - c0
+  if (n <= 0 || t <= 0) { print "counter measurement window was empty; rerun with more events" > "/dev/stderr"; exit 1 }
   printf "{\"measure\":\"counter\",\"broker\":\"%s\",\"report\":{\"records\":%d,\"seconds\":%.3f,\"records_per_second\":%.0f,\"cpu_seconds\":%.2f,\"cpu_seconds_per_million\":%.3f}}\n", m, n, t, n/t, c, c/(n/1e6)}'
 kill -TERM "$counter"; wait "$counter" || true
 
@@ -83,6 +90,7 @@ kill -TERM "$counter"; wait "$counter" || true
 cat >"$dir/latency.toml" <<TOML
 [kafka]
 "bootstrap.servers" = "$bootstrap"
+$extra
 [topics]
 events = "lat-events"
 alerts = "lat-alerts"
@@ -101,4 +109,4 @@ until curl -fsS "http://$metrics/readyz" >/dev/null 2>&1; do sleep 0.2; done
 sleep 3
 kill -TERM "$counter"; wait "$counter" || true
 delay=$("$tw" perf alert-delay --config "$dir/latency.toml")
-echo "{\"measure\":\"alert_delay\",\"broker\":\"$mode\",\"publish_rate\":$rate,\"report\":$delay}"
+echo "{\"measure\":\"alert_delay\",\"broker\":\"$mode\",\"publish_rate\":$rate,\"fetch_wait_max_ms\":\"${BENCH_FETCH_WAIT_MS:-default}\",\"report\":$delay}"

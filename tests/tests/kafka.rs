@@ -13,7 +13,7 @@ use trendwatch_runtime::deadletter;
 use trendwatch_runtime::telemetry as m;
 use trendwatch_tests::{
     Scenario, assert_same_alerts, assert_same_counts, encode, partition_ends, replay, serial,
-    workload,
+    trendwatch_bin, workload,
 };
 
 const DONE: Duration = Duration::from_secs(120);
@@ -48,6 +48,49 @@ fn happy_path_counts_alerts_and_metrics_equal_the_replay() {
     let (distinct, duplicates) = assert_same_alerts(&alerts, &reference.alerts);
     assert_eq!(duplicates, 0, "an uninterrupted run sends each alert once");
     eprintln!("happy: {videos} videos, {distinct} alerts equal the replay");
+
+    // `alerts tail` shows the same alerts: as NDJSON, and as table lines with a filter.
+    let tail = |extra: &[&str]| {
+        let out = std::process::Command::new(trendwatch_bin())
+            .args(["alerts", "tail", "--config"])
+            .arg(s.config_file())
+            .args(["--from-beginning", "--idle-exit", "3s"])
+            .args(extra)
+            .env_remove("TRENDWATCH_BOOTSTRAP_SERVERS")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json = tail(&["--json"]);
+    let mut tailed: Vec<String> = json
+        .lines()
+        .map(|l| {
+            trendwatch_proto::AlertRecord::decode_json(l.as_bytes())
+                .unwrap()
+                .alert
+                .alert_id
+        })
+        .collect();
+    let mut sent: Vec<String> = alerts.iter().map(|a| a.alert.alert_id.clone()).collect();
+    tailed.sort();
+    sent.sort();
+    assert_eq!(tailed, sent);
+    let viral = tail(&["--type", "viral_velocity"]);
+    let want = alerts
+        .iter()
+        .filter(|a| a.alert.alert_type == AlertType::ViralVelocity)
+        .count();
+    assert_eq!(viral.lines().count(), want);
+    assert!(
+        viral
+            .lines()
+            .all(|l| l.contains("VIRAL_VELOCITY ") && l.contains("baseline"))
+    );
 
     // The metrics say what happened.
     assert_eq!(metrics.sum(m::RECORDS_CONSUMED, &[]), records.len() as f64);

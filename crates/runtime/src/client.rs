@@ -48,6 +48,11 @@ pub fn group_consumer_config(config: &Config, group_id: &str) -> ClientConfig {
     // librdkafka >= 2.2 backs off 1 s whenever its queue limits are hit; that caps
     // throughput with the CPU idle.
     set_default(&mut c, "fetch.queue.backoff.ms", "10");
+    // A fetch that finds no new data waits this long on the broker. A real Kafka answers
+    // at once when data is there; tansu 0.6.0 holds every fetch for the full wait, which at
+    // librdkafka's 500 ms default caps a consumer near 280 000 records/s (measured, see
+    // docs/BENCHMARKS.md). 100 ms costs an idle consumer ten empty fetches a second.
+    set_default(&mut c, "fetch.wait.max.ms", "100");
     set_default(&mut c, "statistics.interval.ms", "1000");
     c
 }
@@ -60,6 +65,7 @@ pub fn reader_config(config: &Config, purpose: &str) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false");
     set_default(&mut c, "fetch.queue.backoff.ms", "10");
+    set_default(&mut c, "fetch.wait.max.ms", "100");
     c
 }
 
