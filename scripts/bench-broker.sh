@@ -3,10 +3,13 @@
 # topic on the same broker, and the delay from an event reaching Kafka to its alert.
 #
 #   scripts/bench-broker.sh tansu [EVENTS]   # the local broker (tansu, in memory)
-#   BENCH_PARTITIONS=48 scripts/bench-broker.sh mock 600000   # librdkafka's mock cluster
 #
-# The mock cluster keeps at most 100 000 records / 5 MB per partition (older ones are
-# deleted), so its runs use more partitions and fewer events.
+# The mock cluster keeps at most 5 MB per partition (older records are deleted), and the
+# default workload puts a tenth of its records on the partition of its busiest video, so
+# mock runs spread the load: more partitions, flatter popularity, no episodes or decoys
+# (BENCH_LOADGEN_ARGS is passed to the load generator):
+#   BENCH_PARTITIONS=64 BENCH_LOADGEN_ARGS="--zipf 0.5 --episodes 0 --decoys 0" \
+#     scripts/bench-broker.sh mock 2000000
 #
 # Prints one JSON object per measurement; docs/BENCHMARKS.md has the results.
 set -euo pipefail
@@ -57,7 +60,7 @@ TOML
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), broker: $mode at $bootstrap" >&2
 "$tw" topics create --config "$dir/bench.toml" --partitions "$partitions" >&2
 start_ms=$(( $(date +%s) * 1000 - 2 * 3600 * 1000 ))
-"$tw" loadgen --videos 100000 --events "$events" --start "$start_ms" \
+"$tw" loadgen --videos 100000 --events "$events" --start "$start_ms" ${BENCH_LOADGEN_ARGS:-} \
   --out "$dir/events.pb" --truth "$dir/truth.json" --publish --config "$dir/bench.toml" >&2 2>"$dir/loadgen.log" || { cat "$dir/loadgen.log" >&2; exit 1; }
 grep -E "^(wrote|published)" "$dir/loadgen.log" >&2
 total=$(grep -oE '^published [0-9]+' "$dir/loadgen.log" | grep -oE '[0-9]+')
