@@ -98,6 +98,31 @@ impl Scenario {
     /// Fresh topics and group; checkpoints every second, ticks every 200 ms, and an idle
     /// timeout of an hour so a live run equals a replay (tests of idleness lower it).
     pub fn new(name: &str, partitions: i32) -> Self {
+        let s = Self::configured(name, partitions, bootstrap());
+        trendwatch_runtime::client::ensure_topics(
+            &s.config,
+            &trendwatch_runtime::client::counter_topics(&s.config, partitions),
+        )
+        .unwrap();
+        s
+    }
+
+    /// The same on a librdkafka mock cluster of its own (one broker, the scenario's
+    /// topics created up front: the mock does not serve CreateTopics).
+    pub fn on_mock(name: &str, partitions: i32) -> (Self, MockBroker) {
+        let mut s = Self::configured(name, partitions, "");
+        let t = &s.config.topics;
+        let topics = [&t.events, &t.alerts, &t.state, &t.dlq]
+            .map(String::as_str)
+            .join(",");
+        let mock = MockBroker::start(&topics, partitions, &s.dir.path().join("mock.log"));
+        s.config
+            .kafka
+            .insert("bootstrap.servers".into(), mock.bootstrap.clone());
+        (s, mock)
+    }
+
+    fn configured(name: &str, partitions: i32, bootstrap: &str) -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
         let id = format!(
             "{name}-{}-{}",
@@ -107,7 +132,7 @@ impl Scenario {
         let mut config = Config::default();
         config
             .kafka
-            .insert("bootstrap.servers".into(), bootstrap().into());
+            .insert("bootstrap.servers".into(), bootstrap.into());
         config
             .kafka
             .insert("session.timeout.ms".into(), "6000".into());
@@ -123,18 +148,20 @@ impl Scenario {
         config.counter.tick_interval = Duration::from_millis(200);
         config.counter.shutdown_timeout = Duration::from_secs(20);
         config.engine.windows.idle_timeout = Duration::from_secs(3600);
-        let s = Self {
+        Self {
             name: name.into(),
             config,
             partitions,
             dir: tempfile::tempdir().unwrap(),
-        };
-        trendwatch_runtime::client::ensure_topics(
-            &s.config,
-            &trendwatch_runtime::client::counter_topics(&s.config, partitions),
-        )
-        .unwrap();
-        s
+        }
+    }
+
+    /// The scenario's bootstrap servers.
+    pub fn bootstrap(&self) -> &str {
+        self.config
+            .kafka
+            .get("bootstrap.servers")
+            .map_or("", String::as_str)
     }
 
     /// Writes the configuration for the counter processes.
@@ -220,7 +247,7 @@ impl Scenario {
     /// Committed offsets of the scenario's group, per events partition.
     pub fn committed(&self) -> BTreeMap<i32, i64> {
         let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap())
+            .set("bootstrap.servers", self.bootstrap())
             .set("group.id", &self.config.counter.group_id)
             .set("enable.auto.commit", "false")
             .create()
@@ -266,7 +293,7 @@ impl Scenario {
     /// Every record of `topic` (all partitions from the beginning), reading until `expect`
     /// records arrived or `quiet` passed without one.
     pub fn read_topic(&self, topic: &str, expect: Option<usize>, quiet: Duration) -> Vec<Record> {
-        read_topic(topic, expect, quiet)
+        read_topic(self.bootstrap(), topic, expect, quiet)
     }
 
     /// Every alert on the alert topic.
@@ -282,7 +309,7 @@ impl Scenario {
 
     /// The latest checkpoint of each events partition, restored.
     pub fn checkpointed_states(&self) -> BTreeMap<i32, (i64, PartitionState)> {
-        let records = read_topic(&self.config.topics.state, None, Duration::from_secs(2));
+        let records = self.read_topic(&self.config.topics.state, None, Duration::from_secs(2));
         let mut out = BTreeMap::new();
         for p in 0..self.partitions {
             let mut a = CheckpointAssembler::new(&self.config.topics.events, p);
@@ -334,9 +361,9 @@ impl Record {
     }
 }
 
-fn read_topic(topic: &str, expect: Option<usize>, quiet: Duration) -> Vec<Record> {
+fn read_topic(bootstrap: &str, topic: &str, expect: Option<usize>, quiet: Duration) -> Vec<Record> {
     let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", "trendwatch-tests-reader")
         .set("enable.auto.commit", "false")
         .set("fetch.queue.backoff.ms", "10")
@@ -521,6 +548,54 @@ pub fn assert_same_alerts(service: &[AlertRecord], reference: &[Alert]) -> (usiz
     (want.len(), duplicates)
 }
 
+/// librdkafka's mock cluster in a process of its own (`trendwatch perf mock-cluster`),
+/// taking trouble commands; killed when dropped.
+pub struct MockBroker {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    /// Its bootstrap servers.
+    pub bootstrap: String,
+}
+
+impl MockBroker {
+    fn start(topics: &str, partitions: i32, log: &Path) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(trendwatch_bin())
+            .args(["perf", "mock-cluster", "--brokers", "1", "--topics", topics])
+            .args(["--partitions", &partitions.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut bootstrap = String::new();
+        out.read_line(&mut bootstrap).unwrap();
+        // Drain the answers so the pipe never fills.
+        std::thread::spawn(move || for _ in out.lines() {});
+        Self {
+            child,
+            stdin,
+            bootstrap: bootstrap.trim().to_string(),
+        }
+    }
+
+    /// Sends a trouble command (see `trendwatch perf mock-cluster --help`).
+    pub fn command(&mut self, line: &str) {
+        use std::io::Write;
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+}
+
+impl Drop for MockBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A counter process; killed if still running when dropped.
 pub struct CounterProcess {
     /// Name in messages.
@@ -573,6 +648,23 @@ impl CounterProcess {
     /// The process's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process's peak resident memory so far, in bytes (`VmHWM`), if it still runs.
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    /// SIGKILL: no drain, no checkpoint, no goodbye to the group.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// SIGTERM, then waits for a clean exit (status 0).

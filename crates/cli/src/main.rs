@@ -83,7 +83,8 @@ enum PerfCommand {
         timeout: std::time::Duration,
     },
     /// Run librdkafka's in-process mock cluster; prints its bootstrap servers, serves
-    /// until Ctrl-C.
+    /// until Ctrl-C, and makes trouble on command from stdin, one per line: `down B`,
+    /// `up B`, `errors API ERROR [N]`, `rtt B MS` (each answered on stdout with `ok …`).
     MockCluster {
         /// Brokers in the cluster.
         #[arg(long, default_value_t = 1)]
@@ -241,9 +242,36 @@ fn run_perf(command: PerfCommand) -> anyhow::Result<()> {
             partitions,
         } => {
             let shutdown = service::shutdown_on_signals();
-            perf::mock_cluster(brokers, &topics, partitions, &shutdown, |bootstrap| {
-                println!("{bootstrap}");
-            })?;
+            let (send, commands) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in std::io::stdin().lines().map_while(Result::ok) {
+                    if send.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            let flush = || {
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+            };
+            perf::mock_cluster(
+                brokers,
+                &topics,
+                partitions,
+                &shutdown,
+                &commands,
+                |bootstrap| {
+                    println!("{bootstrap}");
+                    flush();
+                },
+                |answer| {
+                    match answer {
+                        Ok(done) => println!("ok {done}"),
+                        Err(e) => eprintln!("error: {e}"),
+                    }
+                    flush();
+                },
+            )?;
         }
         PerfCommand::AlertDelay {
             flags,

@@ -17,8 +17,8 @@ use trendwatch_core::EngineConfig;
 use trendwatch_proto::ValidationConfig;
 
 pub use service::{
-    CounterConfig, KafkaProperties, LogFormat, RESERVED_KAFKA_PROPERTIES, TelemetryConfig,
-    TopicsConfig,
+    CounterConfig, KafkaProperties, LogFormat, ProcessingGuarantee, RESERVED_KAFKA_PROPERTIES,
+    TelemetryConfig, TopicsConfig,
 };
 
 /// The environment prefix of configuration overrides.

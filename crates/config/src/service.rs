@@ -54,6 +54,29 @@ impl Default for TopicsConfig {
     }
 }
 
+/// What a crash or rebalance may do to the output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProcessingGuarantee {
+    /// Alerts may be written again after a crash, with the same `alert_id`; counts are
+    /// exact either way.
+    AtLeastOnce,
+    /// Alerts, checkpoints and consumed offsets of a checkpoint interval are one Kafka
+    /// transaction: a `read_committed` reader sees each alert once. Needs a broker with
+    /// transactions.
+    ExactlyOnce,
+}
+
+impl ProcessingGuarantee {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AtLeastOnce => "at-least-once",
+            Self::ExactlyOnce => "exactly-once",
+        }
+    }
+}
+
 /// How the counter service runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -82,6 +105,14 @@ pub struct CounterConfig {
     pub checkpoint_chunk_bytes: usize,
     /// A partition is caught up (for readiness) when its consumer lag is at most this.
     pub ready_max_lag: i64,
+    /// At-least-once (the default) or exactly-once.
+    pub processing_guarantee: ProcessingGuarantee,
+    /// The producer's `transactional.id` in exactly-once mode; one per instance, stable
+    /// across its restarts (a pod name, say) so a restarted instance aborts what its
+    /// previous life left open at once. Empty: `<group_id>-<host name>-<process id>`,
+    /// which is unique but leaves a crashed life's transaction open until the broker's
+    /// `transaction.timeout.ms`.
+    pub transactional_id: String,
 }
 
 impl Default for CounterConfig {
@@ -96,6 +127,8 @@ impl Default for CounterConfig {
             ack_timeout: Duration::from_secs(30),
             checkpoint_chunk_bytes: 512 * 1024,
             ready_max_lag: 10_000,
+            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
+            transactional_id: String::new(),
         }
     }
 }

@@ -249,6 +249,21 @@ impl CheckpointStore {
         partition.rem_euclid(self.state_partitions.max(1))
     }
 
+    /// The state topic.
+    pub fn topic(&self) -> &str {
+        &self.state_topic
+    }
+
+    /// The records of `partition`'s checkpoint: `(state partition, key, value)`, for a
+    /// caller that writes them itself (inside a transaction).
+    pub fn records(&self, partition: i32, checkpoint: &Checkpoint) -> Vec<(i32, String, Vec<u8>)> {
+        let sp = self.state_partition(partition);
+        encode_chunks(&self.events_topic, partition, checkpoint, self.chunk_bytes)
+            .into_iter()
+            .map(|(key, value)| (sp, key, value))
+            .collect()
+    }
+
     /// Writes the checkpoints and waits for the broker to acknowledge every chunk. Returns,
     /// per checkpoint in input order, whether it is durable, and the bytes written.
     pub fn write(&self, checkpoints: &[(i32, &Checkpoint)]) -> (Vec<bool>, u64) {
@@ -256,10 +271,9 @@ impl CheckpointStore {
             .iter()
             .enumerate()
             .flat_map(|(i, (partition, cp))| {
-                let sp = self.state_partition(*partition);
-                encode_chunks(&self.events_topic, *partition, cp, self.chunk_bytes)
+                self.records(*partition, cp)
                     .into_iter()
-                    .map(move |(key, value)| (i, sp, key, value))
+                    .map(move |(sp, key, value)| (i, sp, key, value))
             })
             .collect();
         let bytes = records.iter().map(|r| r.3.len() as u64).sum();

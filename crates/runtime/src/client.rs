@@ -43,7 +43,9 @@ pub fn group_consumer_config(config: &Config, group_id: &str) -> ClientConfig {
     c.set("group.id", group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true");
+        .set("enable.partition.eof", "true")
+        // Records of aborted transactions are never input (librdkafka's default, pinned).
+        .set("isolation.level", "read_committed");
     set_default(&mut c, "auto.offset.reset", "earliest");
     // librdkafka >= 2.2 backs off 1 s whenever its queue limits are hit; that caps
     // throughput with the CPU idle.
@@ -63,7 +65,9 @@ pub fn reader_config(config: &Config, purpose: &str) -> ClientConfig {
     c.set("group.id", format!("trendwatch-{purpose}"))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        // Checkpoints and alerts of aborted transactions must stay invisible.
+        .set("isolation.level", "read_committed");
     set_default(&mut c, "fetch.queue.backoff.ms", "10");
     set_default(&mut c, "fetch.wait.max.ms", "100");
     c
@@ -75,6 +79,27 @@ pub fn producer_config(config: &Config) -> ClientConfig {
     c.set("enable.idempotence", "true");
     set_default(&mut c, "linger.ms", "5");
     c
+}
+
+/// A transactional producer (exactly-once mode): `transactional_id` from the counter
+/// section, or `<group_id>-<host name>-<process id>`.
+pub fn transactional_producer_config(config: &Config) -> ClientConfig {
+    let mut c = producer_config(config);
+    c.set("transactional.id", transactional_id(config));
+    c
+}
+
+/// The transactional id this process uses in exactly-once mode.
+pub fn transactional_id(config: &Config) -> String {
+    if !config.counter.transactional_id.is_empty() {
+        return config.counter.transactional_id.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!("{}-{host}-{}", config.counter.group_id, std::process::id())
 }
 
 /// Checks the `kafka` section the way librdkafka will read it (unknown properties, bad

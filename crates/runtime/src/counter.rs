@@ -18,6 +18,13 @@
 //! is then done again from the same records: counts are never doubled, and re-sent alerts
 //! carry the same deterministic `alert_id`.
 //!
+//! In exactly-once mode the producer is transactional: everything produced between two
+//! checkpoint rounds (alerts, dead letters, late records) joins one transaction, and the
+//! round adds the changed partitions' checkpoints and the consumed offsets to it and
+//! commits. A failed commit aborts the transaction (a fenced producer is replaced) and
+//! every partition goes back to its last committed checkpoint, so a `read_committed`
+//! reader sees each alert once.
+//!
 //! ## Threads
 //!
 //! The loop runs on the caller's thread with a `BaseConsumer`; rebalance callbacks run
@@ -39,13 +46,16 @@ use rdkafka::statistics::Statistics;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
-use trendwatch_config::Config;
+use trendwatch_config::{Config, ProcessingGuarantee};
 use trendwatch_core::{Alert, EventKind, PartitionState, PartitionStats, Verdict};
 use trendwatch_proto::files::Format;
 use trendwatch_proto::{AlertRecord, Rejection, decode_in};
 
 use crate::checkpoint::{Checkpoint, CheckpointStore};
-use crate::client::{counter_topics, ensure_topics, group_consumer_config, producer_config};
+use crate::client::{
+    counter_topics, ensure_topics, group_consumer_config, producer_config,
+    transactional_producer_config,
+};
 use crate::deadletter;
 use crate::error::{Result, RuntimeError};
 use crate::health::Health;
@@ -402,12 +412,23 @@ impl Owned {
     fn dirty(&self) -> bool {
         self.checkpointed != Some((self.next_offset, self.state.watermark()))
     }
+
+    /// The checkpoint that would cover the state now (none before the first record).
+    fn next_checkpoint(&self) -> Option<Checkpoint> {
+        Some(Checkpoint {
+            generation: self.generation + 1,
+            offset: self.next_offset?,
+            state: self.state.to_bytes(),
+        })
+    }
 }
 
 /// Everything the loop and the rebalance callbacks share.
 struct Worker {
     config: Config,
+    /// Transactional in exactly-once mode, with a transaction always open.
     producer: ThreadedProducer<DeliveryTracker>,
+    exactly_once: bool,
     store: CheckpointStore,
     partitions: BTreeMap<i32, Owned>,
     alerts: Vec<Alert>,
@@ -419,12 +440,17 @@ struct Worker {
 
 impl Worker {
     fn new(config: Config) -> Result<Self> {
-        let producer = producer_config(&config)
-            .create_with_context(DeliveryTracker::default())
-            .map_err(|e| RuntimeError::kafka("creating the producer", e))?;
+        let exactly_once = config.counter.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
+        let producer = output_producer(&config)?;
+        if exactly_once {
+            producer
+                .begin_transaction()
+                .map_err(|e| RuntimeError::kafka("beginning a transaction", e))?;
+        }
         let store = CheckpointStore::new(&config)?;
         Ok(Self {
             producer,
+            exactly_once,
             store,
             partitions: BTreeMap::new(),
             alerts: Vec::new(),
@@ -755,6 +781,12 @@ impl Worker {
         if chosen.is_empty() {
             return;
         }
+        if self.exactly_once {
+            // One transaction holds every partition's output: all of them commit together.
+            self.commit_transaction(consumer);
+            histogram!(m::CHECKPOINT_DURATION).record(started.elapsed().as_secs_f64());
+            return;
+        }
         if let Err(e) = self.producer.flush(self.config.counter.ack_timeout) {
             // Some output is not acknowledged yet: nothing may be checkpointed past it.
             counter!(m::CHECKPOINTS, "result" => "failed").increment(chosen.len() as u64);
@@ -762,12 +794,16 @@ impl Worker {
             return;
         }
         let failed = self.producer.context().take_failed();
-        let revoking = which.is_some();
-        for p in failed.iter().filter(|p| chosen.contains(p)) {
-            counter!(m::CHECKPOINTS, "result" => "failed").increment(1);
-            if !revoking {
-                self.rewind(consumer, *p);
-            }
+        let lost: Vec<i32> = failed
+            .iter()
+            .copied()
+            .filter(|p| chosen.contains(p))
+            .collect();
+        counter!(m::CHECKPOINTS, "result" => "failed").increment(lost.len() as u64);
+        // A partition being revoked is not rewound: its next owner starts from its last
+        // checkpoint.
+        if which.is_none() {
+            self.rewind(consumer, &lost);
         }
         let dirty: Vec<i32> = chosen
             .iter()
@@ -779,17 +815,7 @@ impl Worker {
         // being revoked, its next owner starts from the previous checkpoint.
         let checkpoints: Vec<(i32, Checkpoint)> = dirty
             .iter()
-            .filter_map(|p| {
-                let o = self.partitions.get(p)?;
-                Some((
-                    *p,
-                    Checkpoint {
-                        generation: o.generation + 1,
-                        offset: o.next_offset?,
-                        state: o.state.to_bytes(),
-                    },
-                ))
-            })
+            .filter_map(|p| Some((*p, self.partitions.get(p)?.next_checkpoint()?)))
             .collect();
         if checkpoints.is_empty() {
             return;
@@ -825,36 +851,191 @@ impl Worker {
         histogram!(m::CHECKPOINT_DURATION).record(started.elapsed().as_secs_f64());
     }
 
-    /// Goes back to the partition's last checkpoint after output was lost, so its records
-    /// are processed (and their output produced) again.
-    fn rewind(&mut self, consumer: &BaseConsumer<CounterContext>, partition: i32) {
-        counter!(m::PARTITION_REWINDS).increment(1);
-        let restored = self
-            .store
-            .restore(partition)
-            .and_then(|cp| self.owned_from(partition, cp.as_ref()));
-        match restored {
-            Ok(owned) => {
-                let offset = owned.next_offset.map_or(Offset::Beginning, Offset::Offset);
-                tracing::warn!(partition, ?offset, "rewinding to the last checkpoint");
-                self.partitions.insert(partition, owned);
-                if let Err(e) = consumer.seek(
-                    &self.config.topics.events,
-                    partition,
-                    offset,
-                    Duration::from_secs(10),
-                ) {
-                    tracing::error!(partition, error = %e, "seek after rewind failed");
+    /// Exactly-once round: the changed partitions' checkpoints and their offsets join the
+    /// open transaction (which holds the output since the last round), and it commits.
+    /// Any failure aborts it and every partition goes back to its last committed
+    /// checkpoint. A new transaction is open afterwards.
+    fn commit_transaction(&mut self, consumer: &BaseConsumer<CounterContext>) {
+        let timeout = self.config.counter.ack_timeout;
+        let checkpoints: Vec<(i32, Checkpoint)> = self
+            .partitions
+            .iter()
+            .filter(|(_, o)| o.dirty())
+            .filter_map(|(p, o)| Some((*p, o.next_checkpoint()?)))
+            .collect();
+        let mut bytes = 0u64;
+        let mut offsets = TopicPartitionList::new();
+        for (p, cp) in &checkpoints {
+            for (sp, key, value) in self.store.records(*p, cp) {
+                bytes += value.len() as u64;
+                let record =
+                    BaseRecord::<str, [u8], usize>::with_opaque_to(self.store.topic(), *p as usize)
+                        .partition(sp)
+                        .key(key.as_str())
+                        .payload(value.as_slice());
+                send(&self.producer, record, *p);
+            }
+            if let Err(e) = offsets.add_partition_offset(
+                &self.config.topics.events,
+                *p,
+                Offset::Offset(cp.offset),
+            ) {
+                tracing::warn!(error = %e, "building the transaction's offsets");
+            }
+        }
+        let refused = self.producer.context().take_failed();
+        let committed = if refused.is_empty() {
+            let producer = &self.producer;
+            (|| {
+                if offsets.count() > 0 {
+                    match consumer.group_metadata() {
+                        Some(group) => {
+                            producer.send_offsets_to_transaction(&offsets, &group, timeout)?
+                        }
+                        None => tracing::warn!(
+                            "no group metadata: offsets stay in the checkpoints only"
+                        ),
+                    }
+                }
+                producer.commit_transaction(timeout)
+            })()
+        } else {
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fail))
+        };
+        match committed {
+            Ok(()) => {
+                counter!(m::TRANSACTIONS, "result" => "committed").increment(1);
+                counter!(m::CHECKPOINT_BYTES).increment(bytes);
+                counter!(m::CHECKPOINTS, "result" => "ok").increment(checkpoints.len() as u64);
+                for (p, cp) in &checkpoints {
+                    if let Some(o) = self.partitions.get_mut(p) {
+                        o.generation = cp.generation;
+                        o.checkpointed = Some((Some(cp.offset), o.state.watermark()));
+                    }
                 }
             }
             Err(e) => {
-                // Keep the partition as it is: no checkpoint is written past the lost
-                // output while it stays unacknowledged, so a restart still recovers.
-                tracing::error!(partition, error = %e, "rewind failed; will retry");
-                self.producer.context().record_failure(partition);
+                counter!(m::CHECKPOINTS, "result" => "failed").increment(checkpoints.len() as u64);
+                self.abort_transaction(consumer, &e);
+            }
+        }
+        if let Err(e) = self.producer.begin_transaction() {
+            tracing::error!(error = %e, "beginning a transaction failed; starting a new producer");
+            self.replace_producer(consumer);
+            if let Err(e) = self.producer.begin_transaction() {
+                consumer
+                    .context()
+                    .fail(RuntimeError::kafka("beginning a transaction", e));
             }
         }
     }
+
+    /// Gives up the open transaction and goes back to the last committed checkpoints.
+    fn abort_transaction(&mut self, consumer: &BaseConsumer<CounterContext>, error: &KafkaError) {
+        let fatal = matches!(error, KafkaError::Transaction(e) if e.is_fatal());
+        if fatal {
+            counter!(m::TRANSACTIONS, "result" => "fenced").increment(1);
+            tracing::error!(error = %error, "transactional producer fenced or failed; a new one takes over");
+            self.replace_producer(consumer);
+        } else {
+            counter!(m::TRANSACTIONS, "result" => "aborted").increment(1);
+            tracing::warn!(error = %error, "transaction failed; aborting it");
+            if let Err(e) = self
+                .producer
+                .abort_transaction(self.config.counter.ack_timeout)
+            {
+                tracing::error!(error = %e, "abort failed; a new producer takes over");
+                self.replace_producer(consumer);
+            }
+        }
+        self.producer.context().take_failed();
+        let all: Vec<i32> = self.partitions.keys().copied().collect();
+        self.rewind(consumer, &all);
+        // In exactly-once mode state may never run ahead of what is committed with its
+        // output: a partition that could not go back ends the process (a restart restores
+        // from the committed checkpoints).
+        let stuck = self.producer.context().take_failed();
+        if !stuck.is_empty() {
+            consumer.context().fail(RuntimeError::Restore {
+                topic: self.config.topics.events.clone(),
+                partition: stuck.first().copied().unwrap_or_default(),
+                reason: "could not go back to the last committed checkpoint after an abort".into(),
+            });
+        }
+    }
+
+    /// A new transactional producer (initialised, no transaction open) in place of one
+    /// that cannot go on; init fences the old one's epoch.
+    fn replace_producer(&mut self, consumer: &BaseConsumer<CounterContext>) {
+        match output_producer(&self.config) {
+            Ok(p) => self.producer = p,
+            Err(e) => consumer.context().fail(e),
+        }
+    }
+
+    /// Goes back to the partitions' last checkpoints after output was lost, so their
+    /// records are processed (and their output produced) again.
+    fn rewind(&mut self, consumer: &BaseConsumer<CounterContext>, partitions: &[i32]) {
+        if partitions.is_empty() {
+            return;
+        }
+        counter!(m::PARTITION_REWINDS).increment(partitions.len() as u64);
+        let restored = match self.store.restore_all(partitions) {
+            Ok(checkpoints) => checkpoints,
+            Err(e) => {
+                // Keep the partitions as they are: no checkpoint is written past the lost
+                // output while it stays unacknowledged, so a restart still recovers.
+                tracing::error!(?partitions, error = %e, "rewind failed; will retry");
+                for p in partitions {
+                    self.producer.context().record_failure(*p);
+                }
+                return;
+            }
+        };
+        for (p, checkpoint) in partitions.iter().zip(restored) {
+            let owned = match self.owned_from(*p, checkpoint.as_ref()) {
+                Ok(owned) => owned,
+                Err(e) => {
+                    tracing::error!(partition = p, error = %e, "rewind failed; will retry");
+                    self.producer.context().record_failure(*p);
+                    continue;
+                }
+            };
+            let offset = owned.next_offset.map_or(Offset::Beginning, Offset::Offset);
+            tracing::warn!(partition = p, ?offset, "rewinding to the last checkpoint");
+            self.partitions.insert(*p, owned);
+            if let Err(e) = consumer.seek(
+                &self.config.topics.events,
+                *p,
+                offset,
+                Duration::from_secs(10),
+            ) {
+                tracing::error!(partition = p, error = %e, "seek after rewind failed");
+            }
+        }
+    }
+}
+
+/// The producer of alerts, dead letters and late records: idempotent, and transactional
+/// (initialised, no transaction open yet) in exactly-once mode.
+fn output_producer(config: &Config) -> Result<ThreadedProducer<DeliveryTracker>> {
+    let exactly_once = config.counter.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
+    let settings = if exactly_once {
+        transactional_producer_config(config)
+    } else {
+        producer_config(config)
+    };
+    let producer: ThreadedProducer<DeliveryTracker> = settings
+        .create_with_context(DeliveryTracker::default())
+        .map_err(|e| RuntimeError::kafka("creating the producer", e))?;
+    if exactly_once {
+        producer
+            .init_transactions(config.counter.ack_timeout)
+            .map_err(|e| {
+                RuntimeError::kafka("starting transactions (does the broker support them?)", e)
+            })?;
+    }
+    Ok(producer)
 }
 
 /// Copies `message` (key, bytes, headers) to `topic` with headers saying why and where

@@ -6,9 +6,10 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -108,15 +109,142 @@ pub fn consume(
     })
 }
 
+/// Trouble to make on a running mock cluster, one command per line:
+/// `down BROKER`, `up BROKER`, `errors API ERROR [COUNT]` (the next COUNT requests of API
+/// fail with ERROR, e.g. `errors EndTxn UNKNOWN_PRODUCER_ID 1`), `rtt BROKER MS`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MockCommand {
+    /// Take a broker down (its connections are closed, new ones refused).
+    Down(i32),
+    /// Bring it back.
+    Up(i32),
+    /// Fail the next `count` requests of an API with an error.
+    Errors {
+        /// The request kind.
+        api: RDKafkaApiKey,
+        /// The error they answer with.
+        error: RDKafkaRespErr,
+        /// How many.
+        count: usize,
+    },
+    /// Delay every response of a broker.
+    Rtt(i32, Duration),
+}
+
+/// Request kinds a command may name.
+const MOCK_APIS: &[(&str, RDKafkaApiKey)] = &[
+    ("Produce", RDKafkaApiKey::Produce),
+    ("Fetch", RDKafkaApiKey::Fetch),
+    ("OffsetCommit", RDKafkaApiKey::OffsetCommit),
+    ("Heartbeat", RDKafkaApiKey::Heartbeat),
+    ("InitProducerId", RDKafkaApiKey::InitProducerId),
+    ("AddPartitionsToTxn", RDKafkaApiKey::AddPartitionsToTxn),
+    ("AddOffsetsToTxn", RDKafkaApiKey::AddOffsetsToTxn),
+    ("TxnOffsetCommit", RDKafkaApiKey::TxnOffsetCommit),
+    ("EndTxn", RDKafkaApiKey::EndTxn),
+];
+
+/// Errors a command may name.
+const MOCK_ERRORS: &[(&str, RDKafkaRespErr)] = &[
+    (
+        "NOT_COORDINATOR",
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
+    ),
+    (
+        "COORDINATOR_NOT_AVAILABLE",
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
+    ),
+    (
+        "REQUEST_TIMED_OUT",
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+    ),
+    (
+        "NOT_LEADER_FOR_PARTITION",
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+    ),
+    (
+        "NOT_ENOUGH_REPLICAS",
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+    ),
+    (
+        "UNKNOWN_PRODUCER_ID",
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID,
+    ),
+    (
+        "PRODUCER_FENCED",
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED,
+    ),
+];
+
+impl MockCommand {
+    /// Parses one command line.
+    pub fn parse(line: &str) -> std::result::Result<Self, String> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let number = |i: usize, what: &str| -> std::result::Result<i64, String> {
+            words
+                .get(i)
+                .ok_or_else(|| format!("{what} missing"))?
+                .parse()
+                .map_err(|_| format!("{what} must be a number"))
+        };
+        match words.first().copied() {
+            Some("down") => Ok(Self::Down(number(1, "broker")? as i32)),
+            Some("up") => Ok(Self::Up(number(1, "broker")? as i32)),
+            Some("rtt") => Ok(Self::Rtt(
+                number(1, "broker")? as i32,
+                Duration::from_millis(number(2, "milliseconds")?.max(0) as u64),
+            )),
+            Some("errors") => {
+                let name = words.get(1).ok_or("API missing")?;
+                let api = MOCK_APIS
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, a)| *a)
+                    .ok_or_else(|| format!("unknown API {name}"))?;
+                let name = words.get(2).ok_or("error missing")?;
+                let error = MOCK_ERRORS
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, e)| *e)
+                    .ok_or_else(|| format!("unknown error {name}"))?;
+                let count = if words.len() > 3 {
+                    number(3, "count")?.max(1) as usize
+                } else {
+                    1
+                };
+                Ok(Self::Errors { api, error, count })
+            }
+            _ => Err(format!(
+                "unknown command {line:?} (down B | up B | errors API ERROR [N] | rtt B MS)"
+            )),
+        }
+    }
+
+    fn apply<C: rdkafka::ClientContext>(&self, cluster: &MockCluster<'_, C>) -> KafkaResult<()> {
+        match self {
+            Self::Down(b) => cluster.broker_down(*b),
+            Self::Up(b) => cluster.broker_up(*b),
+            Self::Rtt(b, d) => cluster.broker_round_trip_time(*b, *d),
+            Self::Errors { api, error, count } => {
+                cluster.request_errors(*api, &vec![*error; *count]);
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Runs librdkafka's in-process mock cluster with `brokers` brokers until `shutdown`,
 /// with `topics` created (`partitions` each; the mock does not serve CreateTopics),
-/// calling `ready` with its bootstrap servers once it listens.
+/// calling `ready` with its bootstrap servers once it listens, and applying the
+/// [`MockCommand`]s that arrive on `commands` (answering each on `answer`).
 pub fn mock_cluster(
     brokers: i32,
     topics: &[String],
     partitions: i32,
     shutdown: &CancellationToken,
+    commands: &std::sync::mpsc::Receiver<String>,
     ready: impl FnOnce(&str),
+    mut answer: impl FnMut(std::result::Result<String, String>),
 ) -> Result<()> {
     let cluster = MockCluster::new(brokers)
         .map_err(|e| RuntimeError::kafka("starting the mock cluster", e))?;
@@ -127,7 +255,19 @@ pub fn mock_cluster(
     }
     ready(&cluster.bootstrap_servers());
     while !shutdown.is_cancelled() {
-        std::thread::sleep(Duration::from_millis(100));
+        match commands.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) if line.trim().is_empty() => {}
+            Ok(line) => answer(
+                MockCommand::parse(&line)
+                    .and_then(|c| c.apply(&cluster).map_err(|e| e.to_string()))
+                    .map(|()| line.trim().to_string()),
+            ),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            // No more commands: serve until shut down.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     }
     Ok(())
 }
@@ -194,4 +334,47 @@ pub fn alert_delays(config: &Config, topic: &str, quiet: Duration) -> Result<Ale
         p99_ms: q(0.99),
         max_ms: delays.last().copied(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trouble_commands_parse_and_bad_ones_say_why() {
+        assert_eq!(MockCommand::parse("down 1"), Ok(MockCommand::Down(1)));
+        assert_eq!(MockCommand::parse(" up 2 "), Ok(MockCommand::Up(2)));
+        assert_eq!(
+            MockCommand::parse("rtt 1 250"),
+            Ok(MockCommand::Rtt(1, Duration::from_millis(250)))
+        );
+        assert_eq!(
+            MockCommand::parse("errors EndTxn PRODUCER_FENCED 2"),
+            Ok(MockCommand::Errors {
+                api: RDKafkaApiKey::EndTxn,
+                error: RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED,
+                count: 2
+            })
+        );
+        assert!(matches!(
+            MockCommand::parse("errors Produce NOT_ENOUGH_REPLICAS"),
+            Ok(MockCommand::Errors { count: 1, .. })
+        ));
+        assert!(
+            MockCommand::parse("errors Nope NOT_COORDINATOR")
+                .unwrap_err()
+                .contains("unknown API")
+        );
+        assert!(
+            MockCommand::parse("errors Fetch NOPE")
+                .unwrap_err()
+                .contains("unknown error")
+        );
+        assert!(MockCommand::parse("down x").unwrap_err().contains("number"));
+        assert!(
+            MockCommand::parse("reboot")
+                .unwrap_err()
+                .contains("unknown command")
+        );
+    }
 }

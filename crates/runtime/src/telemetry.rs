@@ -63,6 +63,8 @@ pub const DELIVERY_FAILURES: &str = "trendwatch_delivery_failures_total";
 pub const PARTITION_REWINDS: &str = "trendwatch_partition_rewinds_total";
 /// Records that did not follow their partition's previous one; read again from the gap.
 pub const OFFSET_GAPS: &str = "trendwatch_offset_gaps_total";
+/// Exactly-once transactions, by `result` (committed, aborted, fenced).
+pub const TRANSACTIONS: &str = "trendwatch_transactions_total";
 /// 1 when `/readyz` answers ready.
 pub const READY: &str = "trendwatch_ready";
 
@@ -141,6 +143,10 @@ pub fn describe_all() {
     describe_counter!(
         OFFSET_GAPS,
         "Records that did not follow their partition's previous one"
+    );
+    describe_counter!(
+        TRANSACTIONS,
+        "Exactly-once transactions by result (committed, aborted, fenced)"
     );
     describe_gauge!(READY, "1 when the service is ready");
 }
