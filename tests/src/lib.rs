@@ -107,15 +107,15 @@ impl Scenario {
         s
     }
 
-    /// The same on a librdkafka mock cluster of its own (one broker, the scenario's
+    /// The same on a librdkafka mock cluster of its own (`brokers` brokers, the scenario's
     /// topics created up front: the mock does not serve CreateTopics).
-    pub fn on_mock(name: &str, partitions: i32) -> (Self, MockBroker) {
+    pub fn on_mock(name: &str, partitions: i32, brokers: i32) -> (Self, MockBroker) {
         let mut s = Self::configured(name, partitions, "");
         let t = &s.config.topics;
         let topics = [&t.events, &t.alerts, &t.state, &t.dlq]
             .map(String::as_str)
             .join(",");
-        let mock = MockBroker::start(&topics, partitions, &s.dir.path().join("mock.log"));
+        let mock = MockBroker::start(&topics, partitions, brokers, &s.dir.path().join("mock.log"));
         s.config
             .kafka
             .insert("bootstrap.servers".into(), mock.bootstrap.clone());
@@ -285,6 +285,33 @@ impl Scenario {
         }
     }
 
+    /// Waits until every partition's latest checkpoint covers `ends` (on the mock cluster
+    /// in exactly-once mode the group's offsets are not stored, so progress is read here).
+    pub fn wait_checkpointed(
+        &self,
+        ends: &BTreeMap<i32, i64>,
+        timeout: Duration,
+        counter: &CounterProcess,
+    ) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.checkpointed_states();
+            if ends
+                .iter()
+                .all(|(p, e)| got.get(p).is_some_and(|(o, _)| o == e))
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "[{}] checkpoints never reached {ends:?}; log:\n{}",
+                self.name,
+                counter.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// Sum of the committed offsets.
     pub fn committed_total(&self) -> i64 {
         self.committed().values().sum()
@@ -402,6 +429,9 @@ fn read_topic(bootstrap: &str, topic: &str, expect: Option<usize>, quiet: Durati
     }
     out
 }
+
+/// A record as published: key (none for a keyless record) and value.
+pub type RawRecord = (Option<Vec<u8>>, Vec<u8>);
 
 /// Events as `(key, protobuf)` records.
 pub fn encode(events: &[EventRecord]) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
@@ -558,10 +588,11 @@ pub struct MockBroker {
 }
 
 impl MockBroker {
-    fn start(topics: &str, partitions: i32, log: &Path) -> Self {
+    fn start(topics: &str, partitions: i32, brokers: i32, log: &Path) -> Self {
         use std::io::BufRead;
         let mut child = Command::new(trendwatch_bin())
-            .args(["perf", "mock-cluster", "--brokers", "1", "--topics", topics])
+            .args(["perf", "mock-cluster", "--topics", topics])
+            .args(["--brokers", &brokers.to_string()])
             .args(["--partitions", &partitions.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -12,7 +12,7 @@
 //! seen once" needs a broker with transactions (docs/GUARANTEES.md).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use trendwatch_config::ProcessingGuarantee;
 use trendwatch_runtime::telemetry as m;
@@ -33,7 +33,7 @@ fn wait_consumed(c: &CounterProcess, at_least: f64) {
 fn exactly_once_mode_survives_failed_transactions_fencing_and_kills() {
     let _one_at_a_time = serial();
     let partitions = 4;
-    let (mut s, mut mock) = Scenario::on_mock("eos", partitions);
+    let (mut s, mut mock) = Scenario::on_mock("eos", partitions, 1);
     s.config.counter.processing_guarantee = ProcessingGuarantee::ExactlyOnce;
     // One stable id for every life of the instance, as a deployment would configure it.
     s.config.counter.transactional_id = format!("tx-{}", s.config.counter.group_id);
@@ -65,22 +65,7 @@ fn exactly_once_mode_survives_failed_transactions_fencing_and_kills() {
     });
     assert_eq!(publisher.join().unwrap().acknowledged, records.len() as u64);
     // The mock keeps no committed offsets: completion is read from the checkpoints.
-    let deadline = Instant::now() + DONE;
-    loop {
-        let got = s.checkpointed_states();
-        if ends
-            .iter()
-            .all(|(p, e)| got.get(p).is_some_and(|(o, _)| o == e))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "checkpoints never reached the ends; log:\n{}",
-            second.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    s.wait_checkpointed(&ends, DONE, &second);
     let metrics = second.metrics();
     second.stop();
 

@@ -84,7 +84,8 @@ enum PerfCommand {
     },
     /// Run librdkafka's in-process mock cluster; prints its bootstrap servers, serves
     /// until Ctrl-C, and makes trouble on command from stdin, one per line: `down B`,
-    /// `up B`, `errors API ERROR [N]`, `rtt B MS` (each answered on stdout with `ok …`).
+    /// `up B`, `errors API ERROR [N]`, `rtt B MS`, `leader TOPIC B` (each answered on stdout
+    /// with `ok …`).
     MockCluster {
         /// Brokers in the cluster.
         #[arg(long, default_value_t = 1)]

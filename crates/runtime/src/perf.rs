@@ -111,7 +111,8 @@ pub fn consume(
 
 /// Trouble to make on a running mock cluster, one command per line:
 /// `down BROKER`, `up BROKER`, `errors API ERROR [COUNT]` (the next COUNT requests of API
-/// fail with ERROR, e.g. `errors EndTxn UNKNOWN_PRODUCER_ID 1`), `rtt BROKER MS`.
+/// fail with ERROR, e.g. `errors EndTxn UNKNOWN_PRODUCER_ID 1`), `rtt BROKER MS`,
+/// `leader TOPIC BROKER` (every partition of TOPIC moves to BROKER).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MockCommand {
     /// Take a broker down (its connections are closed, new ones refused).
@@ -129,6 +130,8 @@ pub enum MockCommand {
     },
     /// Delay every response of a broker.
     Rtt(i32, Duration),
+    /// Make a broker the leader of every partition of a topic.
+    Leader(String, i32),
 }
 
 /// Request kinds a command may name.
@@ -190,6 +193,10 @@ impl MockCommand {
         match words.first().copied() {
             Some("down") => Ok(Self::Down(number(1, "broker")? as i32)),
             Some("up") => Ok(Self::Up(number(1, "broker")? as i32)),
+            Some("leader") => Ok(Self::Leader(
+                words.get(1).ok_or("topic missing")?.to_string(),
+                number(2, "broker")? as i32,
+            )),
             Some("rtt") => Ok(Self::Rtt(
                 number(1, "broker")? as i32,
                 Duration::from_millis(number(2, "milliseconds")?.max(0) as u64),
@@ -215,13 +222,20 @@ impl MockCommand {
                 Ok(Self::Errors { api, error, count })
             }
             _ => Err(format!(
-                "unknown command {line:?} (down B | up B | errors API ERROR [N] | rtt B MS)"
+                "unknown command {line:?} (down B | up B | errors API ERROR [N] | rtt B MS | leader T B)"
             )),
         }
     }
 
-    fn apply<C: rdkafka::ClientContext>(&self, cluster: &MockCluster<'_, C>) -> KafkaResult<()> {
+    fn apply<C: rdkafka::ClientContext>(
+        &self,
+        cluster: &MockCluster<'_, C>,
+        partitions: i32,
+    ) -> KafkaResult<()> {
         match self {
+            Self::Leader(topic, b) => {
+                (0..partitions).try_for_each(|p| cluster.partition_leader(topic, p, Some(*b)))
+            }
             Self::Down(b) => cluster.broker_down(*b),
             Self::Up(b) => cluster.broker_up(*b),
             Self::Rtt(b, d) => cluster.broker_round_trip_time(*b, *d),
@@ -259,7 +273,7 @@ pub fn mock_cluster(
             Ok(line) if line.trim().is_empty() => {}
             Ok(line) => answer(
                 MockCommand::parse(&line)
-                    .and_then(|c| c.apply(&cluster).map_err(|e| e.to_string()))
+                    .and_then(|c| c.apply(&cluster, partitions).map_err(|e| e.to_string()))
                     .map(|()| line.trim().to_string()),
             ),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
@@ -375,6 +389,10 @@ mod tests {
             MockCommand::parse("reboot")
                 .unwrap_err()
                 .contains("unknown command")
+        );
+        assert_eq!(
+            MockCommand::parse("leader alerts 2"),
+            Ok(MockCommand::Leader("alerts".into(), 2))
         );
     }
 }

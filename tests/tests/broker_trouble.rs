@@ -1,0 +1,106 @@
+//! Broker trouble on librdkafka's mock cluster (two brokers: the events, state and
+//! dead-letter topics on broker 1, the alert topic on broker 2): every broker down for
+//! twenty seconds, failed produce, fetch and commit requests, and a slow alert topic. The
+//! counter must stay up, say it is not ready while it cannot make progress, carry on by
+//! itself, keep its memory bounded, and end with the replay's counts and alerts.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use trendwatch_runtime::telemetry as m;
+use trendwatch_tests::{
+    CounterProcess, Scenario, assert_same_alerts, assert_same_counts, encode, partition_ends,
+    replay, serial, workload,
+};
+
+const DONE: Duration = Duration::from_secs(180);
+
+fn consumed(c: &CounterProcess) -> f64 {
+    c.metrics().sum(m::RECORDS_CONSUMED, &[])
+}
+
+fn ready(c: &CounterProcess) -> bool {
+    c.get("/readyz").is_some()
+}
+
+#[test]
+fn the_counter_rides_out_broker_outages_request_errors_and_a_slow_alert_topic() {
+    let _one_at_a_time = serial();
+    let partitions = 4;
+    let (mut s, mut mock) = Scenario::on_mock("trouble", partitions, 2);
+    s.config.counter.ack_timeout = Duration::from_secs(10);
+    let t = s.config.topics.clone();
+    for topic in [&t.events, &t.state, &t.dlq] {
+        mock.command(&format!("leader {topic} 1"));
+    }
+    mock.command(&format!("leader {} 2", t.alerts));
+    let records = encode(&workload(29, 30_000));
+    let ends = partition_ends(&records, partitions);
+    let total = records.len() as f64;
+    let reference = replay(&s.config, &records, partitions);
+
+    let counter = s.start_counter("counter");
+    counter.wait_for("readiness", DONE, ready);
+    let publisher = s.publish_in_background(&records, 5_000.0);
+    counter.wait_for("a fifth of the stream", DONE, |c| {
+        consumed(c) >= total / 5.0
+    });
+
+    // 1. Every broker down for 20 s: not ready, but alive; ready again by itself after.
+    mock.command("down 1");
+    mock.command("down 2");
+    let down_at = Instant::now();
+    counter.wait_for("not ready while the brokers are down", DONE, |c| !ready(c));
+    let noticed = down_at.elapsed();
+    std::thread::sleep(Duration::from_secs(20).saturating_sub(down_at.elapsed()));
+    assert!(
+        counter.get("/healthz").is_some(),
+        "the process must stay up while the brokers are down"
+    );
+    let before = consumed(&counter);
+    mock.command("up 1");
+    mock.command("up 2");
+    let up_at = Instant::now();
+    counter.wait_for("progress after the outage", DONE, |c| consumed(c) > before);
+    counter.wait_for("ready again", DONE, ready);
+    let recovered = up_at.elapsed();
+
+    // 2. Failed requests of every kind the counter makes.
+    mock.command("errors Produce NOT_ENOUGH_REPLICAS 20");
+    mock.command("errors Fetch NOT_LEADER_FOR_PARTITION 10");
+    mock.command("errors OffsetCommit COORDINATOR_NOT_AVAILABLE 5");
+    let before = consumed(&counter);
+    counter.wait_for("progress through request errors", DONE, |c| {
+        consumed(c) >= before + total / 10.0
+    });
+
+    // 3. A slow alert topic: every answer of broker 2 takes 400 ms for ten seconds.
+    mock.command("rtt 2 400");
+    std::thread::sleep(Duration::from_secs(10));
+    mock.command("rtt 2 0");
+
+    assert_eq!(publisher.join().unwrap().acknowledged, records.len() as u64);
+    s.wait_checkpointed(&ends, DONE, &counter);
+    let metrics = counter.metrics();
+    let peak = counter.peak_rss_bytes().unwrap_or(0);
+    counter.stop();
+
+    let videos = assert_same_counts(&s.checkpointed_states(), &reference, &ends);
+    let (distinct, duplicates) =
+        assert_same_alerts(&s.alerts(Duration::from_secs(3)), &reference.alerts);
+    // Bounded: the state is a few thousand videos; librdkafka's queues are capped. A leak
+    // or unbounded buffering through a 20 s outage would show here.
+    assert!(
+        peak < 512 * 1024 * 1024,
+        "peak RSS {peak} bytes is not bounded"
+    );
+    eprintln!(
+        "broker trouble: not ready {:.1} s after the brokers went down, progress again {:.1} s after they came back; {videos} videos and {distinct} alerts ({duplicates} re-sent) equal the replay over {total} records; checkpoints failed {} times, commit failures {}, delivery failures {}; peak RSS {:.1} MiB",
+        noticed.as_secs_f64(),
+        recovered.as_secs_f64(),
+        metrics.sum(m::CHECKPOINTS, &[("result", "failed")]),
+        metrics.sum(m::COMMIT_FAILURES, &[]),
+        metrics.sum(m::DELIVERY_FAILURES, &[]),
+        peak as f64 / (1024.0 * 1024.0)
+    );
+}
