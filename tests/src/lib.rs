@@ -334,6 +334,34 @@ impl Scenario {
             .collect()
     }
 
+    /// Sum of the offsets the latest checkpoints cover, read up to the state topic's
+    /// watermarks of the moment (exact on the mock cluster, not on tansu 0.6.0), so it
+    /// answers while checkpoints are still being written.
+    pub fn checkpointed_total(&self) -> i64 {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .create()
+            .unwrap();
+        let topic = &self.config.topics.state;
+        let partitions = c
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_or(0, |md| md.topics()[0].partitions().len() as i32);
+        let available: i64 = (0..partitions)
+            .filter_map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(10)).ok())
+            .map(|(low, high)| high - low)
+            .sum();
+        let records = self.read_topic(topic, Some(available as usize), Duration::from_secs(2));
+        (0..self.partitions)
+            .filter_map(|p| {
+                let mut a = CheckpointAssembler::new(&self.config.topics.events, p);
+                for r in &records {
+                    a.push(r.key.as_deref().unwrap_or_default(), Some(&r.payload));
+                }
+                a.finish().map(|cp| cp.offset)
+            })
+            .sum()
+    }
+
     /// The latest checkpoint of each events partition, restored.
     pub fn checkpointed_states(&self) -> BTreeMap<i32, (i64, PartitionState)> {
         let records = self.read_topic(&self.config.topics.state, None, Duration::from_secs(2));

@@ -269,6 +269,31 @@ mod tests {
         );
     }
 
+    #[test]
+    fn exactly_once_needs_a_transaction_timeout_longer_than_a_checkpoint_interval() {
+        let load = |ms: &str| {
+            Config::load(
+                None,
+                env(&[
+                    ("TRENDWATCH__COUNTER__PROCESSING_GUARANTEE", "exactly-once"),
+                    ("TRENDWATCH__COUNTER__CHECKPOINT_INTERVAL", "10s"),
+                    ("TRENDWATCH__KAFKA__TRANSACTION_TIMEOUT_MS", ms),
+                ]),
+            )
+        };
+        let c = load("60000").unwrap();
+        assert_eq!(
+            c.counter.processing_guarantee,
+            ProcessingGuarantee::ExactlyOnce
+        );
+        for bad in ["5000", "soon"] {
+            let Err(ConfigError::Invalid(all)) = load(bad) else {
+                panic!("{bad} must be refused")
+            };
+            assert!(all[0].contains("transaction.timeout.ms"), "{all:?}");
+        }
+    }
+
     fn tempfile_dir(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("twcfg-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

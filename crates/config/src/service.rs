@@ -221,6 +221,17 @@ pub(crate) fn validate_service(
     if counter.ready_max_lag < 0 {
         errors.push("counter.ready_max_lag: must not be negative".into());
     }
+    if counter.processing_guarantee == ProcessingGuarantee::ExactlyOnce
+        && let Some(ms) = kafka.get("transaction.timeout.ms")
+    {
+        match ms.parse::<u64>() {
+            Ok(ms) if Duration::from_millis(ms) > counter.checkpoint_interval => {}
+            _ => errors.push(format!(
+                "kafka.\"transaction.timeout.ms\": {ms:?} must be a number of milliseconds above counter.checkpoint_interval ({} s), since one transaction spans a checkpoint interval",
+                counter.checkpoint_interval.as_secs_f64()
+            )),
+        }
+    }
 }
 
 /// Kafka's rule for topic names.

@@ -21,9 +21,9 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
-use trendwatch_config::Config;
+use trendwatch_config::{Config, ProcessingGuarantee};
 
-use crate::client::{partition_count, producer_config, reader_config};
+use crate::client::{partition_count, producer_config, reader_config, transaction_timeout};
 use crate::error::{Result, RuntimeError};
 
 const MAGIC: &[u8; 4] = b"TWCK";
@@ -215,6 +215,9 @@ pub struct CheckpointStore {
     state_partitions: i32,
     chunk_bytes: usize,
     ack_timeout: Duration,
+    /// Longest a restore reads: in exactly-once mode a transaction a crashed instance left
+    /// open holds `read_committed` readers back until the broker aborts it.
+    restore_timeout: Duration,
     producer: FutureProducer,
     config: Config,
 }
@@ -240,6 +243,12 @@ impl CheckpointStore {
             state_partitions,
             chunk_bytes: config.counter.checkpoint_chunk_bytes,
             ack_timeout: config.counter.ack_timeout,
+            restore_timeout: match config.counter.processing_guarantee {
+                ProcessingGuarantee::AtLeastOnce => config.counter.ack_timeout,
+                ProcessingGuarantee::ExactlyOnce => {
+                    config.counter.ack_timeout + transaction_timeout(config)
+                }
+            },
             producer,
             config: config.clone(),
         })
@@ -355,7 +364,7 @@ impl CheckpointStore {
             })
             .collect();
         let mut pending: BTreeMap<i32, i64> = ends.clone();
-        let deadline = Instant::now() + self.ack_timeout;
+        let deadline = Instant::now() + self.restore_timeout;
         while !pending.is_empty() {
             if Instant::now() > deadline {
                 return Err(RuntimeError::Timeout(format!(

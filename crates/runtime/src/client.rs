@@ -86,7 +86,27 @@ pub fn producer_config(config: &Config) -> ClientConfig {
 pub fn transactional_producer_config(config: &Config) -> ClientConfig {
     let mut c = producer_config(config);
     c.set("transactional.id", transactional_id(config));
+    set_default(
+        &mut c,
+        "transaction.timeout.ms",
+        &transaction_timeout(config).as_millis().to_string(),
+    );
     c
+}
+
+/// How long the broker lets a transaction stay open before aborting it: the `[kafka]`
+/// section's `transaction.timeout.ms`, else three checkpoint intervals plus the ack
+/// timeout (a round must fit, and a crashed instance's open transaction should not hold
+/// `read_committed` readers back for librdkafka's default minute).
+pub fn transaction_timeout(config: &Config) -> Duration {
+    config
+        .kafka
+        .get("transaction.timeout.ms")
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(
+            config.counter.checkpoint_interval * 3 + config.counter.ack_timeout,
+            Duration::from_millis,
+        )
 }
 
 /// The transactional id this process uses in exactly-once mode.
