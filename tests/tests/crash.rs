@@ -46,11 +46,11 @@ struct Plan {
 }
 
 impl Plan {
-    /// Records per second to publish at. A kill costs about 8 s (the group's session
-    /// timeout, a restart, a restore): slowly enough that the kills land while the stream
-    /// still flows.
-    fn rate(&self, records: usize) -> f64 {
-        (records as f64 / (8.0 * self.kills.max(1) as f64)).clamp(2_000.0, 30_000.0)
+    /// Records per second to publish at, slowly enough that the kills land while the
+    /// stream still flows, given what a kill costs (the group's session timeout, a
+    /// restart, a restore, and reading the progress).
+    fn rate(&self, records: usize, seconds_per_kill: f64) -> f64 {
+        (records as f64 / (seconds_per_kill * self.kills.max(1) as f64)).clamp(1_000.0, 30_000.0)
     }
 
     fn from_env(default_events: u64, default_kills: usize) -> Self {
@@ -188,7 +188,12 @@ fn crash_run(name: &str, plan: &Plan, instances: usize, setup: Setup) {
         s.start_counter(&format!("life-{lives}"))
     };
     let mut running: Vec<CounterProcess> = (0..instances).map(|_| start(&s)).collect();
-    let publisher = s.publish_in_background(&records, plan.rate(records.len()));
+    let seconds_per_kill = match setup {
+        Setup::LocalBroker => 8.0,
+        // Progress is read from the state topic, seconds per look.
+        Setup::MockExactlyOnce => 16.0,
+    };
+    let publisher = s.publish_in_background(&records, plan.rate(records.len(), seconds_per_kill));
     let mut tally = Tally::default();
     let began = Instant::now();
     let mut last_kill_at = -1;

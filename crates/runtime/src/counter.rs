@@ -429,6 +429,10 @@ struct Worker {
     /// Transactional in exactly-once mode, with a transaction always open.
     producer: ThreadedProducer<DeliveryTracker>,
     exactly_once: bool,
+    /// Exactly-once: a partition could not go back to its committed checkpoint after an
+    /// abort, so its state is ahead of committed output; nothing may be committed any more
+    /// (the process is ending).
+    poisoned: bool,
     store: CheckpointStore,
     partitions: BTreeMap<i32, Owned>,
     alerts: Vec<Alert>,
@@ -451,6 +455,7 @@ impl Worker {
         Ok(Self {
             producer,
             exactly_once,
+            poisoned: false,
             store,
             partitions: BTreeMap::new(),
             alerts: Vec::new(),
@@ -856,6 +861,9 @@ impl Worker {
     /// Any failure aborts it and every partition goes back to its last committed
     /// checkpoint. A new transaction is open afterwards.
     fn commit_transaction(&mut self, consumer: &BaseConsumer<CounterContext>) {
+        if self.poisoned {
+            return;
+        }
         let timeout = self.config.counter.ack_timeout;
         let checkpoints: Vec<(i32, Checkpoint)> = self
             .partitions
@@ -956,6 +964,7 @@ impl Worker {
         // from the committed checkpoints).
         let stuck = self.producer.context().take_failed();
         if !stuck.is_empty() {
+            self.poisoned = true;
             consumer.context().fail(RuntimeError::Restore {
                 topic: self.config.topics.events.clone(),
                 partition: stuck.first().copied().unwrap_or_default(),
