@@ -56,6 +56,9 @@ pub fn group_consumer_config(config: &Config, group_id: &str) -> ClientConfig {
     // docs/BENCHMARKS.md). 100 ms costs an idle consumer ten empty fetches a second.
     set_default(&mut c, "fetch.wait.max.ms", "100");
     set_default(&mut c, "statistics.interval.ms", "1000");
+    // Pre-fetched records wait in a queue of at most this much (librdkafka's default,
+    // pinned: the counter's memory bound counts on it).
+    set_default(&mut c, "queued.max.messages.kbytes", "65536");
     c
 }
 
@@ -78,6 +81,10 @@ pub fn producer_config(config: &Config) -> ClientConfig {
     let mut c = base_config(config);
     c.set("enable.idempotence", "true");
     set_default(&mut c, "linger.ms", "5");
+    // librdkafka's default lets a producer buffer 1 GB while the broker is away; 64 MiB
+    // is plenty for alerts and dead letters, and a full queue makes the counter wait
+    // (backpressure) instead of growing.
+    set_default(&mut c, "queue.buffering.max.kbytes", "65536");
     c
 }
 
