@@ -208,9 +208,14 @@ impl Detectors {
         // are folded one by one because warm-up learning is not a plain EWMA.
         let warm_from = (started + g.velocity_warmup_ms).div_euclid(g.bucket_ms);
         let last_stepped = (v.head() + g.velocity_buckets - 1).max(warm_from).min(upto);
+        // The window slides one bucket per step: keep its sum instead of re-adding it
+        // (integers, so exactly the sum a fresh count would give).
+        let n = g.velocity_buckets;
+        let mut window = v.likes_window(through, n);
         for k in through + 1..=last_stepped {
+            window += v.likes_at(k) - v.likes_at(k - n);
             let warm = (k + 1) * g.bucket_ms - started >= g.velocity_warmup_ms;
-            self.fold_velocity(&mut b, v.likes_window(k, g.velocity_buckets), warm);
+            self.fold_velocity(&mut b, window, warm);
         }
         b.zeros(upto - through.max(last_stepped), self.v_decay);
         b.through = index32(upto);
@@ -233,9 +238,12 @@ impl Detectors {
         let head_slot = v.head().div_euclid(g.slot_buckets);
         let warm_from = (started + g.trending_warmup_ms).div_euclid(g.slot_ms);
         let last_stepped = (head_slot + g.trending_slots - 1).max(warm_from).min(upto);
+        // Sliding sum, as for velocity.
+        let m = g.trending_slots;
+        let mut s = v.score_window(through, m, g.slot_buckets);
         for k in through + 1..=last_stepped {
+            s += v.score_at(k, g.slot_buckets) - v.score_at(k - m, g.slot_buckets);
             let warm = (k + 1) * g.slot_ms - started >= g.trending_warmup_ms;
-            let s = v.score_window(k, g.trending_slots, g.slot_buckets);
             b.step(
                 s as f64,
                 if warm {
