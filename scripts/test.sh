@@ -12,3 +12,5 @@ scripts/broker.sh --install
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# Every fuzz target for a bounded time (FUZZ_SECONDS each, default 20); fails on a crash.
+scripts/fuzz.sh

@@ -48,9 +48,7 @@ pub fn decode_alert(bytes: &[u8]) -> Option<AlertRecord> {
 /// One readable line: time, type, tier, video, the numbers that fired it, the sentence.
 pub fn table_line(a: &AlertRecord, color: bool) -> String {
     let x = &a.alert;
-    let when = humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + Duration::from_millis(x.detected_at.max(0) as u64),
-    );
+    let when = readable_time(x.detected_at);
     let kind = format!("{:<20}", x.alert_type.as_str());
     let kind = if !color {
         kind
@@ -66,6 +64,21 @@ pub fn table_line(a: &AlertRecord, color: bool) -> String {
         "{when} {kind} tier {} {:<14} count {:>7} ({:>6.1}x baseline, z {:>6.1})  {}",
         x.tier, x.video_id, x.count, x.ratio, x.z_score, x.explanation
     )
+}
+
+/// RFC 3339 for a time humantime can print (years 1970 to 9999), else the raw
+/// milliseconds: an alert from a hostile producer must not stop the tail.
+fn readable_time(ms: i64) -> String {
+    /// 9999-12-31T23:59:59.999Z, the last instant RFC 3339 has four digits for.
+    const LAST_MS: i64 = 253_402_300_799_999;
+    if (0..=LAST_MS).contains(&ms) {
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs()),
+        )
+        .to_string()
+    } else {
+        format!("@{ms}ms")
+    }
 }
 
 /// Follows the alert topic, writing matching alerts to `out`, until `shutdown`, `max` or
@@ -140,4 +153,30 @@ pub fn tail(
         shown += 1;
     }
     Ok(shown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_alert_time_prints_without_a_panic() {
+        assert_eq!(readable_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(readable_time(253_402_300_799_999), "9999-12-31T23:59:59Z");
+        // Found by the decode_alert fuzz target: year 10000 and beyond made humantime panic.
+        assert_eq!(readable_time(253_402_300_800_000), "@253402300800000ms");
+        assert_eq!(readable_time(i64::MAX), format!("@{}ms", i64::MAX));
+        assert_eq!(readable_time(-1), "@-1ms");
+    }
+
+    #[test]
+    fn the_fuzz_input_that_crashed_table_line_now_prints() {
+        // base64 IAGQAYC4/5D9zjk= from fuzz/README.md.
+        let bytes = [
+            0x20, 0x01, 0x90, 0x01, 0x80, 0xb8, 0xff, 0x90, 0xfd, 0xce, 0x39,
+        ];
+        let record = decode_alert(&bytes).expect("the crashing input decodes");
+        let line = table_line(&record, false);
+        assert!(line.contains("ms "), "{line}");
+    }
 }
