@@ -853,6 +853,42 @@ impl Metrics {
     }
 }
 
+/// A workload for librdkafka's mock cluster: the default one puts most of its records on
+/// its episode videos' partitions, and the mock keeps only about 5 MB per partition.
+pub fn flat_workload(seed: u64, events: u64) -> Vec<EventRecord> {
+    let w = trendwatch_loadgen::Workload {
+        seed,
+        videos: 20_000,
+        events,
+        duration_ms: 900_000,
+        episodes: 3,
+        decoys_per_class: 1,
+        zipf: 0.6,
+        ..trendwatch_loadgen::Workload::default()
+    };
+    trendwatch_loadgen::generate(&w, |_, _| {}).0
+}
+
+/// Fails, saying why, when a partition of `records` would not fit in the mock cluster,
+/// which silently deletes a partition's oldest records beyond about 5 MB.
+pub fn assert_fits_mock(records: &[RawRecord], partitions: i32) {
+    const BUDGET: usize = 4_500_000;
+    let mut bytes = vec![0usize; partitions as usize];
+    for (k, v) in records {
+        let p = trendwatch_cli::partitioner::partition_for(
+            k.as_deref().unwrap_or_default(),
+            partitions as u32,
+        );
+        // Value, key and about 70 bytes of record and batch overhead.
+        bytes[p as usize] += v.len() + k.as_ref().map_or(0, Vec::len) + 70;
+    }
+    let most = bytes.iter().max().copied().unwrap_or(0);
+    assert!(
+        most < BUDGET,
+        "a partition would hold {most} bytes; the mock cluster keeps about 5 MB per partition: use fewer events or more partitions"
+    );
+}
+
 /// A small, fast workload from the load generator: a few thousand videos over an hour of
 /// event time with viral episodes, decoys, disorder, late and duplicate deliveries.
 pub fn workload(seed: u64, events: u64) -> Vec<EventRecord> {

@@ -31,8 +31,8 @@ use rand_chacha::ChaCha8Rng;
 use trendwatch_config::ProcessingGuarantee;
 use trendwatch_runtime::deadletter;
 use trendwatch_tests::{
-    CounterProcess, Scenario, assert_same_alerts, assert_same_counts, encode, partition_ends,
-    replay, serial, workload,
+    CounterProcess, Scenario, assert_fits_mock, assert_same_alerts, assert_same_counts, encode,
+    flat_workload, partition_ends, replay, serial, workload,
 };
 
 /// How long the end of a run may take once the last kill is done.
@@ -70,21 +70,7 @@ impl Plan {
 fn stream(plan: &Plan, setup: Setup, rng: &mut ChaCha8Rng) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
     let events = match setup {
         Setup::LocalBroker => workload(plan.seed, plan.events),
-        // The default workload puts most of its records on its episode videos' partitions;
-        // the mock's 5 MB per partition needs a flatter one.
-        Setup::MockExactlyOnce => {
-            let w = trendwatch_loadgen::Workload {
-                seed: plan.seed,
-                videos: 20_000,
-                events: plan.events,
-                duration_ms: 900_000,
-                episodes: 3,
-                decoys_per_class: 1,
-                zipf: 0.6,
-                ..trendwatch_loadgen::Workload::default()
-            };
-            trendwatch_loadgen::generate(&w, |_, _| {}).0
-        }
+        Setup::MockExactlyOnce => flat_workload(plan.seed, plan.events),
     };
     let mut records = encode(&events);
     let garbage = (records.len() / 2_000).max(3);
@@ -126,9 +112,6 @@ enum Setup {
     MockExactlyOnce,
 }
 
-/// The mock cluster keeps about 5 MB per partition and deletes older records.
-const MOCK_PARTITION_BUDGET: usize = 4_500_000;
-
 /// Runs `instances` counters over the plan's stream, killing one of them (chosen by the
 /// seed) at each kill point and starting a new one in its place, then checks everything.
 fn crash_run(name: &str, plan: &Plan, instances: usize, setup: Setup) {
@@ -146,19 +129,7 @@ fn crash_run(name: &str, plan: &Plan, instances: usize, setup: Setup) {
     let ends = partition_ends(&records, partitions);
     let total: i64 = ends.values().sum();
     if setup == Setup::MockExactlyOnce {
-        let mut bytes = vec![0usize; partitions as usize];
-        for (k, v) in &records {
-            let p = trendwatch_cli::partitioner::partition_for(
-                k.as_deref().unwrap_or_default(),
-                partitions as u32,
-            );
-            bytes[p as usize] += v.len() + k.as_ref().map_or(0, Vec::len) + 70;
-        }
-        let most = bytes.iter().max().copied().unwrap_or(0);
-        assert!(
-            most < MOCK_PARTITION_BUDGET,
-            "a partition would hold {most} bytes; the mock cluster keeps about 5 MB per partition: use fewer events"
-        );
+        assert_fits_mock(&records, partitions);
     }
     let progress = |s: &Scenario| -> i64 {
         match setup {

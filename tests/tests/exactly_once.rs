@@ -17,8 +17,8 @@ use std::time::Duration;
 use trendwatch_config::ProcessingGuarantee;
 use trendwatch_runtime::telemetry as m;
 use trendwatch_tests::{
-    CounterProcess, Scenario, assert_same_alerts, assert_same_counts, encode, partition_ends,
-    replay, serial, workload,
+    CounterProcess, Scenario, assert_fits_mock, assert_same_alerts, assert_same_counts, encode,
+    flat_workload, partition_ends, replay, serial,
 };
 
 const DONE: Duration = Duration::from_secs(120);
@@ -32,13 +32,14 @@ fn wait_consumed(c: &CounterProcess, at_least: f64) {
 #[test]
 fn exactly_once_mode_survives_failed_transactions_fencing_and_kills() {
     let _one_at_a_time = serial();
-    let partitions = 4;
+    let partitions = 16;
     let (mut s, mut mock) = Scenario::on_mock("eos", partitions, 1);
     s.config.counter.processing_guarantee = ProcessingGuarantee::ExactlyOnce;
     // One stable id for every life of the instance, as a deployment would configure it.
     s.config.counter.transactional_id = format!("tx-{}", s.config.counter.group_id);
     s.config.counter.checkpoint_interval = Duration::from_secs(2);
-    let records = encode(&workload(17, 30_000));
+    let records = encode(&flat_workload(1, 120_000));
+    assert_fits_mock(&records, partitions);
     let ends = partition_ends(&records, partitions);
     let total: i64 = ends.values().sum();
     let reference = replay(&s.config, &records, partitions);

@@ -596,12 +596,29 @@ impl Worker {
                     });
                     return Some((p, from));
                 }
-                GapAction::Accept => tracing::info!(
-                    partition = p,
-                    from = next,
-                    to = offset,
-                    "offsets missing from the topic itself (the records before and after them are adjacent); continuing"
-                ),
+                GapAction::Accept => {
+                    let skipped = (offset - next).max(0) as u64;
+                    counter!(m::OFFSETS_SKIPPED).increment(skipped);
+                    // A transaction marker or a compacted record leaves a hole of one or a
+                    // few offsets; a big one is records deleted (retention) before they
+                    // were read — lost input, which must not pass quietly.
+                    if skipped > 16 {
+                        tracing::error!(
+                            partition = p,
+                            from = next,
+                            to = offset,
+                            skipped,
+                            "offsets missing from the topic (deleted by retention before they were read?); those records are lost to the counts"
+                        );
+                    } else {
+                        tracing::info!(
+                            partition = p,
+                            from = next,
+                            to = offset,
+                            "offsets missing from the topic itself (transaction markers, compaction); continuing"
+                        );
+                    }
+                }
             }
         }
         owned.healing = None;

@@ -63,6 +63,9 @@ pub const DELIVERY_FAILURES: &str = "trendwatch_delivery_failures_total";
 pub const PARTITION_REWINDS: &str = "trendwatch_partition_rewinds_total";
 /// Records that did not follow their partition's previous one; read again from the gap.
 pub const OFFSET_GAPS: &str = "trendwatch_offset_gaps_total";
+/// Offsets of the events topic that do not exist on the broker any more (transaction
+/// markers, compaction, or records deleted by retention before they were read).
+pub const OFFSETS_SKIPPED: &str = "trendwatch_offsets_skipped_total";
 /// Exactly-once transactions, by `result` (committed, aborted, fenced).
 pub const TRANSACTIONS: &str = "trendwatch_transactions_total";
 /// 1 when `/readyz` answers ready.
@@ -143,6 +146,10 @@ pub fn describe_all() {
     describe_counter!(
         OFFSET_GAPS,
         "Records that did not follow their partition's previous one"
+    );
+    describe_counter!(
+        OFFSETS_SKIPPED,
+        "Events-topic offsets skipped because the broker no longer has them (markers, compaction, retention)"
     );
     describe_counter!(
         TRANSACTIONS,
