@@ -31,8 +31,8 @@ use rand_chacha::ChaCha8Rng;
 use trendwatch_config::ProcessingGuarantee;
 use trendwatch_runtime::deadletter;
 use trendwatch_tests::{
-    CounterProcess, Scenario, assert_fits_mock, assert_same_alerts, assert_same_counts, encode,
-    flat_workload, partition_ends, replay, serial, workload,
+    CounterProcess, RawRecord, Scenario, assert_fits_mock, assert_same_alerts, assert_same_counts,
+    encode, flat_workload, partition_ends, replay, serial, workload,
 };
 
 /// How long the end of a run may take once the last kill is done.
@@ -67,7 +67,7 @@ impl Plan {
 
 /// The workload with garbage records mixed in (about one in 2 000), so the dead-letter
 /// topic is part of what must survive the kills.
-fn stream(plan: &Plan, setup: Setup, rng: &mut ChaCha8Rng) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+fn stream(plan: &Plan, setup: Setup, rng: &mut ChaCha8Rng) -> Vec<RawRecord> {
     let events = match setup {
         Setup::LocalBroker => workload(plan.seed, plan.events),
         Setup::MockExactlyOnce => flat_workload(plan.seed, plan.events),

@@ -311,11 +311,6 @@ impl CheckpointStore {
         (ok, bytes)
     }
 
-    /// The newest complete checkpoint of `partition`, or `None` if it has none.
-    pub fn restore(&self, partition: i32) -> Result<Option<Checkpoint>> {
-        Ok(self.restore_all(&[partition])?.pop().flatten())
-    }
-
     /// The newest complete checkpoint of each of `partitions` (in that order), read in one
     /// pass: a marker per partition, then one reader over the state partitions involved.
     pub fn restore_all(&self, partitions: &[i32]) -> Result<Vec<Option<Checkpoint>>> {
