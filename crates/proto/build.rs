@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         root.join("trendwatch/v1/events.proto"),
         root.join("trendwatch/v1/alerts.proto"),
+        root.join("trendwatch/v1/ranking.proto"),
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());

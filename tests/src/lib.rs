@@ -16,9 +16,10 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use trendwatch_config::Config;
-use trendwatch_core::{Alert, PartitionState};
+use trendwatch_core::rank::RankOutput;
+use trendwatch_core::{Alert, Board, CandidateSet, PartitionState, Ranker};
 use trendwatch_proto::files::Format;
-use trendwatch_proto::{AlertRecord, EventRecord, decode_in};
+use trendwatch_proto::{AlertRecord, EventRecord, LeaderboardRecord, decode_in};
 use trendwatch_runtime::checkpoint::CheckpointAssembler;
 use trendwatch_runtime::publish::{PublishOptions, publish};
 
@@ -111,6 +112,9 @@ impl Scenario {
     /// topics created up front: the mock does not serve CreateTopics).
     pub fn on_mock(name: &str, partitions: i32, brokers: i32) -> (Self, MockBroker) {
         let mut s = Self::configured(name, partitions, "");
+        // The mock cluster does not serve CreateTopics, and the board is not under test
+        // there: counters on the mock propose no candidates.
+        s.config.topics.candidates = String::new();
         let t = &s.config.topics;
         let topics = [&t.events, &t.alerts, &t.state, &t.dlq]
             .map(String::as_str)
@@ -143,7 +147,13 @@ impl Scenario {
         config.topics.alerts = format!("al-{id}");
         config.topics.state = format!("st-{id}");
         config.topics.dlq = format!("dlq-{id}");
+        config.topics.candidates = format!("ca-{id}");
+        config.topics.leaderboard = format!("lb-{id}");
+        config.topics.ranker_state = format!("rs-{id}");
         config.counter.group_id = format!("g-{id}");
+        config.ranker.group_id = format!("gr-{id}");
+        config.ranker.checkpoint_interval = Duration::from_secs(1);
+        config.ranker.tick_interval = Duration::from_millis(200);
         config.counter.checkpoint_interval = Duration::from_secs(1);
         config.counter.tick_interval = Duration::from_millis(200);
         config.counter.shutdown_timeout = Duration::from_secs(20);
@@ -218,12 +228,21 @@ impl Scenario {
         self.publish_raw(&encode(events), rate);
     }
 
-    /// Starts a counter process.
+    /// Starts a counter process (`trendwatch run`).
     pub fn start_counter(&self, label: &str) -> CounterProcess {
+        self.start_service("run", label)
+    }
+
+    /// Starts a ranker process (`trendwatch rank`).
+    pub fn start_ranker(&self, label: &str) -> CounterProcess {
+        self.start_service("rank", label)
+    }
+
+    fn start_service(&self, subcommand: &str, label: &str) -> CounterProcess {
         let port = free_port();
         let log = self.dir.path().join(format!("{label}.log"));
         let child = Command::new(trendwatch_bin())
-            .args(["run", "--config"])
+            .args([subcommand, "--config"])
             .arg(self.config_file())
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
             .env("RUST_LOG", "info,librdkafka=warn")
@@ -321,6 +340,17 @@ impl Scenario {
     /// records arrived or `quiet` passed without one.
     pub fn read_topic(&self, topic: &str, expect: Option<usize>, quiet: Duration) -> Vec<Record> {
         read_topic(self.bootstrap(), topic, expect, quiet)
+    }
+
+    /// Every board on the leaderboard topic, in the order written.
+    pub fn boards(&self, quiet: Duration) -> Vec<LeaderboardRecord> {
+        self.read_topic(&self.config.topics.leaderboard, None, quiet)
+            .into_iter()
+            .map(|r| {
+                LeaderboardRecord::decode_any(&r.payload)
+                    .unwrap_or_else(|e| panic!("undecodable board {r:?}: {e}"))
+            })
+            .collect()
     }
 
     /// Every alert on the alert topic.
@@ -498,6 +528,9 @@ pub struct Reference {
     pub alerts: Vec<Alert>,
     /// Records rejected, by reason.
     pub rejected: BTreeMap<&'static str, u64>,
+    /// Candidate sets each partition proposed, in order (as a counter would send them
+    /// when the configuration names a candidates topic).
+    pub candidate_sets: BTreeMap<i32, Vec<CandidateSet>>,
 }
 
 /// Replays `records` as the counter would see them.
@@ -506,23 +539,34 @@ pub fn replay(
     records: &[(Option<Vec<u8>>, Vec<u8>)],
     partitions: i32,
 ) -> Reference {
+    let candidates_k = if config.topics.candidates.is_empty() {
+        0
+    } else {
+        config.ranking.exit_rank as usize
+    };
     let mut states: BTreeMap<i32, PartitionState> = (0..partitions)
-        .map(|p| (p, PartitionState::new(config.engine.clone()).unwrap()))
+        .map(|p| {
+            let mut state = PartitionState::new(config.engine.clone()).unwrap();
+            state.propose_candidates(candidates_k);
+            (p, state)
+        })
         .collect();
     let mut alerts = Vec::new();
     let mut rejected = BTreeMap::new();
+    let mut candidate_sets: BTreeMap<i32, Vec<CandidateSet>> = BTreeMap::new();
     let now = trendwatch_runtime::wall_ms();
     for (k, v) in records {
         let p = trendwatch_cli::partitioner::partition_for(
             k.as_deref().unwrap_or_default(),
             partitions as u32,
         ) as i32;
+        let state = states.get_mut(&p).unwrap();
         match decode_in(v, Format::Protobuf, &config.validation).and_then(|d| {
             d.validate(now, &config.validation).map(|e| {
-                states.get_mut(&p).unwrap().apply(&e, &mut alerts);
+                state.apply(&e, &mut alerts);
             })
         }) {
-            Ok(()) => {}
+            Ok(()) => state.drain_candidates(candidate_sets.entry(p).or_default()),
             Err(r) => *rejected.entry(r.reason()).or_default() += 1,
         }
     }
@@ -530,7 +574,166 @@ pub fn replay(
         states,
         alerts,
         rejected,
+        candidate_sets,
     }
+}
+
+/// What the ranker decides from the reference's candidate sets, without wall-clock ticks
+/// (no partition is left out): the boards and alerts of an uninterrupted run.
+pub fn rank_reference(config: &Config, reference: &Reference, partitions: i32) -> RankOutput {
+    let mut ranker = Ranker::new(config.ranking.clone(), &config.engine).unwrap();
+    ranker.set_partitions(partitions as u32);
+    let mut out = RankOutput::default();
+    for (p, sets) in &reference.candidate_sets {
+        for set in sets {
+            ranker.offer(*p, set.clone(), 0, &mut out);
+        }
+    }
+    out
+}
+
+/// A naive model of the global board, independent of the engine: per partition (Kafka's
+/// default partitioner), an event behind the newest seen minus the allowed lateness is
+/// late and an event id seen before is a duplicate; every other valid event adds its
+/// kind's weight to its video's score in each trending window that contains it. A
+/// window's board is the `top_k` positive scores, highest first, ties by video id.
+pub struct OfflineBoards {
+    /// Window end → the board's (video, score), best first.
+    pub boards: BTreeMap<i64, Vec<(String, i64)>>,
+    /// The newest window end every partition with events has closed by event time.
+    pub closed_through: i64,
+}
+
+/// Computes [`OfflineBoards`] for `records`.
+pub fn offline_boards(config: &Config, records: &[RawRecord], partitions: i32) -> OfflineBoards {
+    use trendwatch_core::EventKind;
+    let w = &config.engine.trending.weights;
+    let weight = |k: EventKind| -> i64 {
+        match k {
+            EventKind::View => i64::from(w.view),
+            EventKind::Like => i64::from(w.like),
+            EventKind::Unlike => -i64::from(w.like),
+            EventKind::Share => i64::from(w.share),
+            EventKind::Comment => i64::from(w.comment),
+        }
+    };
+    let ms = |d: Duration| d.as_millis() as i64;
+    let lateness = ms(config.engine.windows.allowed_lateness);
+    let slot = ms(config.engine.windows.trending_slot);
+    let window = ms(config.engine.windows.trending_window);
+    let now = trendwatch_runtime::wall_ms();
+    let mut newest: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut seen: BTreeMap<i32, std::collections::HashSet<String>> = BTreeMap::new();
+    let mut counted: Vec<(String, i64, i64)> = Vec::new();
+    for (k, v) in records {
+        let p = trendwatch_cli::partitioner::partition_for(
+            k.as_deref().unwrap_or_default(),
+            partitions as u32,
+        ) as i32;
+        let Ok((id, video, kind, t)) =
+            decode_in(v, Format::Protobuf, &config.validation).and_then(|d| {
+                d.validate(now, &config.validation).map(|e| {
+                    (
+                        e.event_id.to_string(),
+                        e.video_id.to_string(),
+                        e.kind,
+                        e.event_time,
+                    )
+                })
+            })
+        else {
+            continue;
+        };
+        let max = newest.entry(p).or_insert(t);
+        *max = (*max).max(t);
+        if t < *max - lateness || !seen.entry(p).or_default().insert(id) {
+            continue;
+        }
+        counted.push((video, t, weight(kind)));
+    }
+    let bound = newest.values().map(|t| t - lateness).min().unwrap_or(0);
+    let closed_through = bound.div_euclid(slot) * slot;
+    let first = counted
+        .iter()
+        .map(|c| c.1)
+        .min()
+        .unwrap_or(0)
+        .div_euclid(slot)
+        * slot
+        + slot;
+    let mut boards = BTreeMap::new();
+    let mut end = first;
+    while end <= closed_through {
+        let mut scores: BTreeMap<&str, i64> = BTreeMap::new();
+        for (video, t, wt) in &counted {
+            if *t >= end - window && *t < end {
+                *scores.entry(video.as_str()).or_default() += wt;
+            }
+        }
+        let mut board: Vec<(String, i64)> = scores
+            .into_iter()
+            .filter(|(_, s)| *s > 0)
+            .map(|(v, s)| (v.to_string(), s))
+            .collect();
+        board.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        board.truncate(config.ranking.top_k as usize);
+        boards.insert(end, board);
+        end += slot;
+    }
+    OfflineBoards {
+        boards,
+        closed_through,
+    }
+}
+
+/// The boards read back, one per window: asserts that a window published more than once
+/// (a re-send after a restart) was published identically each time, `emitted_at` aside.
+pub fn boards_by_window(boards: &[LeaderboardRecord]) -> BTreeMap<i64, Board> {
+    let mut out: BTreeMap<i64, Board> = BTreeMap::new();
+    for b in boards {
+        if let Some(earlier) = out.get(&b.board.window_end) {
+            assert_eq!(
+                earlier, &b.board,
+                "window {} was published twice, differently",
+                b.board.window_end
+            );
+        }
+        out.insert(b.board.window_end, b.board.clone());
+    }
+    out
+}
+
+/// Asserts that the published boards are the naive model's, and that every window the
+/// model has a non-empty board for, up to `through`, was published. Returns how many
+/// windows were compared.
+pub fn assert_boards_match(
+    published: &BTreeMap<i64, Board>,
+    offline: &OfflineBoards,
+    through: i64,
+) -> usize {
+    for (w, b) in published {
+        let got: Vec<(String, i64)> = b
+            .entries
+            .iter()
+            .map(|e| (e.video_id.clone(), e.score))
+            .collect();
+        let want = offline.boards.get(w).cloned().unwrap_or_default();
+        assert_eq!(
+            got, want,
+            "the board of window ending {w} differs from the naive top-K"
+        );
+    }
+    let mut compared = 0;
+    for (w, want) in offline.boards.range(..=through) {
+        if !want.is_empty() {
+            assert!(
+                published.contains_key(w),
+                "window ending {w} was never published"
+            );
+            compared += 1;
+        }
+    }
+    compared
 }
 
 /// Asserts that every partition's checkpointed state holds the same videos with the same
@@ -655,7 +858,7 @@ impl Drop for MockBroker {
     }
 }
 
-/// A counter process; killed if still running when dropped.
+/// A service process (a counter or a ranker); killed if still running when dropped.
 pub struct CounterProcess {
     /// Name in messages.
     pub label: String,

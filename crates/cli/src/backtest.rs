@@ -226,6 +226,8 @@ mod tests {
             episode_start: start,
             detected_at: at,
             explanation: String::new(),
+            rank: 0,
+            previous_rank: 0,
         }
     }
 

@@ -1,4 +1,4 @@
-//! `trendwatch`: one command line for every tool and (soon) service.
+//! `trendwatch`: one command line for every tool and service.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 use trendwatch_cli::backtest::{self, Score};
 use trendwatch_cli::replay::{self, ReplayTotals};
-use trendwatch_cli::service::{self, KafkaFlags, PublishFlags, RunFlags, TailFlags};
+use trendwatch_cli::service::{
+    self, KafkaFlags, LeaderboardFlags, PublishFlags, RankFlags, RunFlags, TailFlags,
+};
 use trendwatch_config::{Config, ConfigError};
 use trendwatch_loadgen::{GroundTruth, LoadgenArgs};
 use trendwatch_proto::files::Format;
@@ -38,6 +40,11 @@ enum Command {
     Loadgen(LoadgenCmd),
     /// Run the counter service: consume events, count, alert, checkpoint (until SIGTERM).
     Run(RunFlags),
+    /// Run the ranker service: merge the counters' candidates into the global board per
+    /// window, publish it and its alerts (until SIGTERM).
+    Rank(RankFlags),
+    /// Show the global board: live, redrawn at every window, or --once (--json) for scripts.
+    Leaderboard(LeaderboardFlags),
     /// Alert topic tools.
     Alerts {
         #[command(subcommand)]
@@ -50,6 +57,19 @@ enum Command {
         input: PathBuf,
         #[command(flatten)]
         flags: PublishFlags,
+    },
+    /// Probe a service's HTTP endpoint (for container health checks): exit 0 when it
+    /// answers 200, else 1 with the reason.
+    Health {
+        /// The listener (telemetry.metrics_addr of the service).
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        addr: std::net::SocketAddr,
+        /// /healthz (alive) or /readyz (caught up).
+        #[arg(long, default_value = "/healthz")]
+        path: String,
+        /// Give up after this long.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
     },
     /// Topic tools.
     Topics {
@@ -129,8 +149,8 @@ enum AlertsCommand {
 
 #[derive(Subcommand)]
 enum TopicsCommand {
-    /// Create the counter's topics (events, alerts, state compacted, dead letters, late) if
-    /// they are missing.
+    /// Create the counter's and the ranker's topics (events, alerts, state compacted, dead
+    /// letters, late, candidates, leaderboard and ranker state compacted) if missing.
     Create {
         #[command(flatten)]
         flags: KafkaFlags,
@@ -188,6 +208,8 @@ fn main() -> ExitCode {
         Command::Loadgen(cmd) => run_loadgen(&cmd),
         Command::Replay(args) => run_replay(&args),
         Command::Run(flags) => service::run_counter(&flags),
+        Command::Rank(flags) => service::run_ranker(&flags),
+        Command::Leaderboard(flags) => service::leaderboard(&flags),
         Command::Alerts {
             command: AlertsCommand::Tail(flags),
         } => service::alerts_tail(&flags),
@@ -198,6 +220,11 @@ fn main() -> ExitCode {
             command: TopicsCommand::Create { flags, partitions },
         } => service::topics_create(&flags, partitions),
         Command::Perf { command } => run_perf(command),
+        Command::Health {
+            addr,
+            path,
+            timeout,
+        } => service::probe(addr, &path, timeout),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

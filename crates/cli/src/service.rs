@@ -1,4 +1,5 @@
-//! The Kafka side of the command line: `run`, `alerts tail`, `publish`, `topics create` and
+//! The Kafka side of the command line: `run`, `rank`, `leaderboard`, `alerts tail`,
+//! `publish`, `topics create` and
 //! the load generator's Kafka mode. Each parses nothing itself: `main` hands it a loaded
 //! configuration and the flags it owns.
 
@@ -11,11 +12,12 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use trendwatch_config::Config;
 use trendwatch_proto::files::{Format, RecordReader};
-use trendwatch_runtime::client::{counter_topics, ensure_topics};
+use trendwatch_runtime::board::{BoardOptions, watch};
+use trendwatch_runtime::client::{all_topics, ensure_topics};
 use trendwatch_runtime::health::{self, Health};
 use trendwatch_runtime::publish::{PublishOptions, PublishSummary, publish};
 use trendwatch_runtime::tail::{TailOptions, tail};
-use trendwatch_runtime::{counter, telemetry};
+use trendwatch_runtime::{counter, ranker, telemetry};
 
 /// Flags every Kafka command accepts; they override the file and the environment.
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -122,6 +124,60 @@ pub fn shutdown_on_signals() -> CancellationToken {
 /// `trendwatch run`: the counter with its metrics listener, until SIGINT/SIGTERM.
 pub fn run_counter(flags: &RunFlags) -> anyhow::Result<()> {
     let config = load_run(flags)?;
+    let drain = config.counter.shutdown_timeout;
+    serve(config, drain, "counter", counter::run)
+}
+
+/// Flags of `trendwatch rank`.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct RankFlags {
+    /// Kafka connection and configuration file.
+    #[command(flatten)]
+    pub kafka: KafkaFlags,
+    /// Address of /metrics, /healthz and /readyz (overrides telemetry.metrics_addr).
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Consumer group (overrides ranker.group_id).
+    #[arg(long)]
+    pub group_id: Option<String>,
+    /// Form of the boards: protobuf or json (overrides ranker.output_format).
+    #[arg(long)]
+    pub output_format: Option<String>,
+    /// Logs as JSON lines (overrides telemetry.log_format).
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+/// `trendwatch rank`: the ranker with its metrics listener, until SIGINT/SIGTERM.
+pub fn run_ranker(flags: &RankFlags) -> anyhow::Result<()> {
+    let mut config = load(&flags.kafka)?;
+    if let Some(a) = flags.metrics_addr {
+        config.telemetry.metrics_addr = a;
+    }
+    if let Some(g) = &flags.group_id {
+        config.ranker.group_id = g.clone();
+    }
+    if let Some(f) = &flags.output_format {
+        config.ranker.output_format = f.parse::<Format>()?;
+    }
+    if flags.log_json {
+        config.telemetry.log_format = trendwatch_config::LogFormat::Json;
+    }
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n  {}", e.join("\n  ")))?;
+    let drain = config.ranker.shutdown_timeout;
+    serve(config, drain, "ranker", ranker::run)
+}
+
+/// Runs a service on a blocking thread beside its metrics listener until SIGINT/SIGTERM,
+/// then gives it `drain` to finish.
+fn serve(
+    config: Config,
+    drain: Duration,
+    name: &'static str,
+    service: fn(Config, Arc<Health>, CancellationToken) -> trendwatch_runtime::Result<()>,
+) -> anyhow::Result<()> {
     telemetry::init_logging(&config.telemetry);
     let metrics = telemetry::install_metrics()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -141,10 +197,8 @@ pub fn run_counter(flags: &RunFlags) -> anyhow::Result<()> {
         .await?;
         tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
         tokio::spawn(signals(shutdown.clone()));
-        let drain = config.counter.shutdown_timeout;
         let token = shutdown.clone();
-        let mut service =
-            tokio::task::spawn_blocking(move || counter::run(config, health, token));
+        let mut service = tokio::task::spawn_blocking(move || service(config, health, token));
         let outcome = tokio::select! {
             r = &mut service => r,
             _ = shutdown.cancelled() => {
@@ -158,9 +212,63 @@ pub fn run_counter(flags: &RunFlags) -> anyhow::Result<()> {
         };
         shutdown.cancel();
         let _ = server.await;
-        outcome.context("the counter thread panicked")??;
+        outcome.with_context(|| format!("the {name} thread panicked"))??;
         Ok(())
     })
+}
+
+/// Flags of `trendwatch leaderboard`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct LeaderboardFlags {
+    /// Kafka connection and configuration file.
+    #[command(flatten)]
+    pub kafka: KafkaFlags,
+    /// Leaderboard topic (default: topics.leaderboard).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Print the current board once and exit (non-zero if there is none).
+    #[arg(long)]
+    pub once: bool,
+    /// JSON (the contract's form), one board per line.
+    #[arg(long)]
+    pub json: bool,
+    /// With --once: how long to wait for a first board.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
+    /// Also follow the alert topic and show the latest N alerts under the live board.
+    #[arg(long, value_name = "N")]
+    pub alerts: Option<usize>,
+}
+
+/// `trendwatch leaderboard`.
+pub fn leaderboard(flags: &LeaderboardFlags) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let config = load(&flags.kafka)?;
+    let terminal = std::io::stdout().is_terminal();
+    let options = BoardOptions {
+        topic: flags
+            .topic
+            .clone()
+            .unwrap_or_else(|| config.topics.leaderboard.clone()),
+        once: flags.once,
+        json: flags.json,
+        redraw: terminal && !flags.json && !flags.once,
+        color: terminal,
+        wait: flags.wait,
+        alerts: flags.alerts,
+    };
+    let shutdown = shutdown_on_signals();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let last = watch(&config, &options, &mut out, &shutdown)?;
+    if flags.once && last.is_none() {
+        anyhow::bail!(
+            "no board on {} within {:?} (is the ranker running, and have windows closed?)",
+            options.topic,
+            flags.wait
+        );
+    }
+    Ok(())
 }
 
 /// Flags of `trendwatch alerts tail`.
@@ -246,7 +354,7 @@ pub struct PublishFlags {
 pub fn publish_file(flags: &PublishFlags, input: &Path) -> anyhow::Result<PublishSummary> {
     let config = load(&flags.kafka)?;
     if let Some(partitions) = flags.create_topics {
-        let created = ensure_topics(&config, &counter_topics(&config, partitions))?;
+        let created = ensure_topics(&config, &all_topics(&config, partitions))?;
         if !created.is_empty() {
             eprintln!("created topics {}", created.join(", "));
         }
@@ -283,14 +391,40 @@ pub fn publish_file(flags: &PublishFlags, input: &Path) -> anyhow::Result<Publis
     Ok(summary)
 }
 
-/// `trendwatch topics create`: the counter's topics, if missing.
+/// `trendwatch topics create`: the counter's and the ranker's topics, if missing.
 pub fn topics_create(flags: &KafkaFlags, partitions: i32) -> anyhow::Result<()> {
     let config = load(flags)?;
-    let created = ensure_topics(&config, &counter_topics(&config, partitions))?;
+    let created = ensure_topics(&config, &all_topics(&config, partitions))?;
     if created.is_empty() {
         println!("all topics exist");
     } else {
         println!("created {}", created.join(", "));
     }
     Ok(())
+}
+
+/// `trendwatch health`: GET `path` from `addr`; Ok when the answer is 200.
+pub fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut bytes = Vec::new();
+    let read = stream.read_to_end(&mut bytes);
+    if bytes.is_empty() {
+        read.with_context(|| format!("reading the answer of {addr}{path}"))?;
+    }
+    let response = String::from_utf8_lossy(&bytes);
+    let status = response.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) == Some("200") {
+        Ok(())
+    } else {
+        let body = response
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b.trim());
+        anyhow::bail!("{addr}{path}: {status} {body}")
+    }
 }

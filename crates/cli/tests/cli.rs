@@ -200,3 +200,59 @@ fn a_json_lines_file_written_by_hand_replays() {
     assert_eq!(r["rejected"]["unknown_kind"], 1);
     assert_eq!(r["late"], 1);
 }
+
+/// Serves one HTTP answer with `status` on a fresh port and returns the port.
+fn one_answer(status: &'static str) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 512];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        write!(s, "HTTP/1.1 {status}\r\nContent-Length: 9\r\n\r\nrestoring").unwrap();
+    });
+    port
+}
+
+#[test]
+fn health_exits_zero_only_on_200() {
+    let ok = one_answer("200 OK");
+    let out = trendwatch(&[
+        "health",
+        "--addr",
+        &format!("127.0.0.1:{ok}"),
+        "--path",
+        "/readyz",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let busy = one_answer("503 Service Unavailable");
+    let out = trendwatch(&[
+        "health",
+        "--addr",
+        &format!("127.0.0.1:{busy}"),
+        "--path",
+        "/readyz",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("503") && err.contains("restoring"), "{err}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = trendwatch(&["health", "--addr", &closed.to_string()]);
+    assert!(!out.status.success());
+}

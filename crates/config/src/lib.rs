@@ -13,12 +13,12 @@ use std::path::Path;
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
-use trendwatch_core::EngineConfig;
+use trendwatch_core::{EngineConfig, RankingConfig};
 use trendwatch_proto::ValidationConfig;
 
 pub use service::{
     CounterConfig, KafkaProperties, LogFormat, ProcessingGuarantee, RESERVED_KAFKA_PROPERTIES,
-    TelemetryConfig, TopicsConfig,
+    RankerConfig, TelemetryConfig, TopicsConfig,
 };
 
 /// The environment prefix of configuration overrides.
@@ -38,6 +38,11 @@ pub struct Config {
     pub topics: TopicsConfig,
     /// The counter service.
     pub counter: CounterConfig,
+    /// The global board: its size, alert lifecycle and idle rule (read by the counters,
+    /// which propose `exit_rank` candidates per window, and by the ranker).
+    pub ranking: RankingConfig,
+    /// The ranker service.
+    pub ranker: RankerConfig,
     /// Metrics, health endpoints and logs.
     pub telemetry: TelemetryConfig,
 }
@@ -126,7 +131,16 @@ impl Config {
         if let Err(e) = self.validation.validate() {
             errors.extend(e);
         }
-        service::validate_service(&self.kafka, &self.topics, &self.counter, &mut errors);
+        if let Err(e) = self.ranking.validate() {
+            errors.extend(e);
+        }
+        service::validate_service(
+            &self.kafka,
+            &self.topics,
+            &self.counter,
+            &self.ranker,
+            &mut errors,
+        );
         if errors.is_empty() {
             Ok(())
         } else {

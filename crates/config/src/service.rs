@@ -40,6 +40,13 @@ pub struct TopicsConfig {
     pub dlq: String,
     /// Events beyond the allowed lateness; empty: late events are only counted.
     pub late: String,
+    /// The counters' per-partition top candidates for the ranker (one partition); empty:
+    /// counters propose nothing and there is no global board.
+    pub candidates: String,
+    /// The ranker's boards, keyed by scope (compacted).
+    pub leaderboard: String,
+    /// The ranker's checkpoints (compacted).
+    pub ranker_state: String,
 }
 
 impl Default for TopicsConfig {
@@ -50,6 +57,9 @@ impl Default for TopicsConfig {
             state: "trendwatch-state".into(),
             dlq: "trendwatch-dlq".into(),
             late: String::new(),
+            candidates: "trendwatch-candidates".into(),
+            leaderboard: "trendwatch-leaderboard".into(),
+            ranker_state: "trendwatch-ranker-state".into(),
         }
     }
 }
@@ -133,6 +143,42 @@ impl Default for CounterConfig {
     }
 }
 
+/// How the ranker service runs (what it ranks is the `ranking` section).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RankerConfig {
+    /// Consumer group of the ranker instances; one is active, the others stand by.
+    pub group_id: String,
+    /// Form of the boards written to the leaderboard topic. Alerts use
+    /// `counter.output_format`, like the counter's.
+    pub output_format: Format,
+    /// How often the ranker's state is checkpointed (and its offset committed).
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+    /// How often the idle rule is applied and metrics are published.
+    #[serde(with = "humantime_serde")]
+    pub tick_interval: Duration,
+    /// Longest a graceful shutdown may take.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Longest the broker may take to acknowledge boards, alerts and checkpoints.
+    #[serde(with = "humantime_serde")]
+    pub ack_timeout: Duration,
+}
+
+impl Default for RankerConfig {
+    fn default() -> Self {
+        Self {
+            group_id: "trendwatch-ranker".into(),
+            output_format: Format::Protobuf,
+            checkpoint_interval: Duration::from_secs(5),
+            tick_interval: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(30),
+            ack_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Log output form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -170,6 +216,7 @@ pub(crate) fn validate_service(
     kafka: &KafkaProperties,
     topics: &TopicsConfig,
     counter: &CounterConfig,
+    ranker: &RankerConfig,
     errors: &mut Vec<String>,
 ) {
     for key in kafka.keys() {
@@ -188,6 +235,11 @@ pub(crate) fn validate_service(
     if !topics.late.is_empty() {
         names.push(("topics.late", &topics.late));
     }
+    if !topics.candidates.is_empty() {
+        names.push(("topics.candidates", &topics.candidates));
+    }
+    names.push(("topics.leaderboard", &topics.leaderboard));
+    names.push(("topics.ranker_state", &topics.ranker_state));
     for (i, (key, name)) in names.iter().enumerate() {
         if name.is_empty() {
             errors.push(format!("{key}: must not be empty"));
@@ -204,11 +256,20 @@ pub(crate) fn validate_service(
     if counter.group_id.is_empty() {
         errors.push("counter.group_id: must not be empty".into());
     }
+    if ranker.group_id.is_empty() {
+        errors.push("ranker.group_id: must not be empty".into());
+    } else if ranker.group_id == counter.group_id {
+        errors.push("ranker.group_id: must differ from counter.group_id".into());
+    }
     let positive = [
         ("counter.checkpoint_interval", counter.checkpoint_interval),
         ("counter.tick_interval", counter.tick_interval),
         ("counter.shutdown_timeout", counter.shutdown_timeout),
         ("counter.ack_timeout", counter.ack_timeout),
+        ("ranker.checkpoint_interval", ranker.checkpoint_interval),
+        ("ranker.tick_interval", ranker.tick_interval),
+        ("ranker.shutdown_timeout", ranker.shutdown_timeout),
+        ("ranker.ack_timeout", ranker.ack_timeout),
     ];
     for (key, d) in positive {
         if d.is_zero() {

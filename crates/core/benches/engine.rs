@@ -20,8 +20,9 @@ struct Owned {
     t: i64,
 }
 
-/// `n` events over `videos` Zipf(1.0)-popular videos, 100k events per second of event time.
-fn stream(n: usize, videos: u64) -> Vec<Owned> {
+/// `n` events over `videos` Zipf(1.0)-popular videos, `per_ms` events per millisecond
+/// of event time.
+fn stream_at(n: usize, videos: u64, per_ms: i64) -> Vec<Owned> {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let zipf = Zipf::new(videos as f64, 1.0).unwrap();
     (0..n)
@@ -39,10 +40,15 @@ fn stream(n: usize, videos: u64) -> Vec<Owned> {
                 video: format!("v{v:07}"),
                 creator: format!("c{:06}", v / 5),
                 kind,
-                t: T0 + (i as i64) / 100,
+                t: T0 + (i as i64) / per_ms,
             }
         })
         .collect()
+}
+
+/// `n` events over `videos` Zipf(1.0)-popular videos, 100k events per second of event time.
+fn stream(n: usize, videos: u64) -> Vec<Owned> {
+    stream_at(n, videos, 100)
 }
 
 fn feed(state: &mut PartitionState, events: &[Owned]) -> usize {
@@ -74,6 +80,34 @@ fn throughput(c: &mut Criterion) {
         group.bench_function(label, |b| {
             b.iter_batched(
                 || PartitionState::new(EngineConfig::default()).unwrap(),
+                |mut state| feed(&mut state, &events),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+/// The cost of proposing candidates to the ranker at every closed trending slot: a slow
+/// partition (1 000 events per second of event time, so a slot closes every 60 000
+/// events) with many tracked videos is the worst case, since each close looks at every
+/// tracked video.
+fn candidates(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engine_candidates");
+    group.sample_size(10);
+    let events = stream_at(2_000_000, 1_000_000, 1);
+    group.throughput(Throughput::Elements(events.len() as u64));
+    for (label, k) in [
+        ("zipf_1m_videos_1k_per_s_off", 0),
+        ("zipf_1m_videos_1k_per_s_k15", 15),
+    ] {
+        group.bench_function(label, |b| {
+            b.iter_batched(
+                || {
+                    let mut s = PartitionState::new(EngineConfig::default()).unwrap();
+                    s.propose_candidates(k);
+                    s
+                },
                 |mut state| feed(&mut state, &events),
                 BatchSize::PerIteration,
             )
@@ -118,5 +152,5 @@ fn memory_per_video(_: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, throughput, memory_per_video);
+criterion_group!(benches, throughput, candidates, memory_per_video);
 criterion_main!(benches);

@@ -544,5 +544,7 @@ fn push_alert(
         episode_start,
         detected_at: watermark,
         explanation,
+        rank: 0,
+        previous_rank: 0,
     });
 }

@@ -79,6 +79,9 @@ pub enum AlertType {
     ViralVelocity,
     /// The viral-velocity episode is over.
     ViralVelocityEnded,
+    /// A video on the global board climbed (the ranker's alert; `rank` and
+    /// `previous_rank` say from where to where).
+    RankChanged,
 }
 
 impl AlertType {
@@ -89,6 +92,7 @@ impl AlertType {
             AlertType::TrendingEnded => "TRENDING_ENDED",
             AlertType::ViralVelocity => "VIRAL_VELOCITY",
             AlertType::ViralVelocityEnded => "VIRAL_VELOCITY_ENDED",
+            AlertType::RankChanged => "RANK_CHANGED",
         }
     }
 
@@ -146,4 +150,16 @@ pub struct Alert {
     pub detected_at: i64,
     /// One human sentence saying why.
     pub explanation: String,
+    /// Global rank (1-based) on the ranker's board; 0 for the partition detectors'
+    /// alerts and for TRENDING_ENDED.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rank: u32,
+    /// The ranker's RANK_CHANGED: the rank the video climbed from; its TRENDING_ENDED: the
+    /// last rank the video held. 0 otherwise.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub previous_rank: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -10,6 +10,8 @@
 //! - [`PartitionState`]: one partition's windows, watermark, de-duplication, admission and
 //!   detectors; fed events in offset order, it returns a [`Verdict`] per event and alerts.
 //!   Its module docs define the time model and what determinism means with wall-clock ticks.
+//! - [`rank`]: the global [`Ranker`], merging partitions' top-K candidate sets into one
+//!   board per window, with its own alert lifecycle (the second stage of a two-stage top-K).
 //!
 //! Inside, `video` holds a tracked video's fixed-size rings and baselines, `detect` the
 //! viral-velocity and trending detectors with their shared alert lifecycle, `dedup` the
@@ -23,6 +25,7 @@ mod error;
 pub mod event;
 mod hash;
 mod partition;
+pub mod rank;
 mod sketch;
 mod video;
 
@@ -31,3 +34,4 @@ pub use error::{CoreError, Result};
 pub use event::{Alert, AlertType, EventKind, EventRef};
 pub use hash::key_hash;
 pub use partition::{PartitionState, PartitionStats, Verdict, VideoCounts};
+pub use rank::{Board, BoardEntry, Candidate, CandidateSet, Offered, Ranker, RankingConfig};

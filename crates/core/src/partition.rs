@@ -33,6 +33,7 @@ use crate::detect::{Detectors, Geometry, index32};
 use crate::error::{CoreError, Result};
 use crate::event::{Alert, EventKind, EventRef};
 use crate::hash::key_hash;
+use crate::rank::{Candidate, CandidateSet};
 use crate::sketch::EngagementSketch;
 use crate::video::{VideoState, bump, coarse_index, fine_index};
 
@@ -112,6 +113,15 @@ pub struct PartitionState {
     sketch: Option<EngagementSketch>,
     clock: Clock,
     stats: PartitionStats,
+    /// Candidates proposed per closed slot to the global ranker; 0: none.
+    candidates_k: usize,
+    /// Candidate sets not yet taken by the caller.
+    candidate_sets: Vec<CandidateSet>,
+    /// The last slot closed in this advance proposed nothing: its (empty) set is sent at
+    /// the end of the advance, as the promise that the partition closed it.
+    unsent_empty: Option<CandidateSet>,
+    /// Reused by candidate selection: (score, slot of the video), at most `candidates_k`.
+    scratch: Vec<(i64, u32)>,
 }
 
 /// The partition's notion of time.
@@ -168,7 +178,25 @@ impl PartitionState {
                 rng: 0x9E37_79B9_7F4A_7C15,
             },
             stats: PartitionStats::default(),
+            candidates_k: 0,
+            candidate_sets: Vec::new(),
+            unsent_empty: None,
+            scratch: Vec::new(),
         })
+    }
+
+    /// Makes the partition propose its best `k` videos to the global ranker at every
+    /// closed trending slot (0, the default, proposes nothing). Not part of the snapshot:
+    /// set it again after [`PartitionState::from_bytes`].
+    pub fn propose_candidates(&mut self, k: usize) {
+        self.candidates_k = k;
+    }
+
+    /// Moves the candidate sets of the slots closed since the last call into `out`, oldest
+    /// first. A set is sent for every closed slot that has candidates, and for the last
+    /// slot of each watermark advance even when it has none (see [`crate::rank`]).
+    pub fn drain_candidates(&mut self, out: &mut Vec<CandidateSet>) {
+        out.append(&mut self.candidate_sets);
     }
 
     /// Applies one event (in offset order), appending any alerts its watermark move caused.
@@ -528,6 +556,9 @@ impl PartitionState {
                 break;
             }
         }
+        if let Some(set) = self.unsent_empty.take() {
+            self.candidate_sets.push(set);
+        }
         self.dedup.expire(wm);
     }
 
@@ -537,6 +568,9 @@ impl PartitionState {
 
     fn close_slot(&mut self, slot: i64, out: &mut Vec<Alert>) {
         self.score_watched(true, slot, out);
+        if self.candidates_k > 0 {
+            self.propose(slot);
+        }
 
         self.clock.slots_since_age += 1;
         if self.clock.slots_since_age >= self.geo.trending_slots {
@@ -588,6 +622,81 @@ impl PartitionState {
             self.trending_watch = watch;
         } else {
             self.velocity_watch = watch;
+        }
+    }
+
+    /// The best `candidates_k` videos by score over the trending window ending with closed
+    /// slot `slot` (score descending, then video id), as a candidate set.
+    fn propose(&mut self, slot: i64) {
+        let m = self.geo.trending_slots;
+        let sb = self.geo.slot_buckets;
+        let first = slot - m + 1;
+        let last_bucket = (slot + 1) * sb - 1;
+        let k = self.candidates_k;
+        let videos = &self.videos;
+        let id = |i: u32| {
+            videos[i as usize]
+                .as_ref()
+                .map_or("", |v| v.video_id.as_str())
+        };
+        // Rank order: higher score first, then the smaller id.
+        let order = |a: &(i64, u32), b: &(i64, u32)| {
+            b.0.cmp(&a.0)
+                .then_with(|| id(a.1).as_bytes().cmp(id(b.1).as_bytes()))
+        };
+        let before = |a: &(i64, u32), b: &(i64, u32)| order(a, b).is_lt();
+        // The best k so far, unordered, and where the worst of them is: memory stays at k
+        // entries however many videos score.
+        let best = &mut self.scratch;
+        best.clear();
+        let mut worst = 0usize;
+        for (i, v) in videos.iter().enumerate() {
+            let Some(v) = v else { continue };
+            // Nothing since the window began: its score there is 0.
+            if v.head().div_euclid(sb) < first {
+                continue;
+            }
+            let score = v.score_window(slot, m, sb);
+            if score <= 0 {
+                continue;
+            }
+            let entry = (score, i as u32);
+            if best.len() < k {
+                best.push(entry);
+                if best.len() == k {
+                    worst = (0..k).fold(0, |w, j| if before(&best[w], &best[j]) { j } else { w });
+                }
+            } else if before(&entry, &best[worst]) {
+                best[worst] = entry;
+                worst = (0..k).fold(0, |w, j| if before(&best[w], &best[j]) { j } else { w });
+            }
+        }
+        best.sort_unstable_by(order);
+        let candidates: Vec<Candidate> = best
+            .iter()
+            .filter_map(|&(score, i)| {
+                let v = videos[i as usize].as_ref()?;
+                Some(Candidate {
+                    video_id: v.video_id.to_string(),
+                    creator_id: self.creators.get(v.creator).to_string(),
+                    score,
+                    previous_score: v.score_window(slot - 1, m, sb),
+                    likes: v.likes_window(last_bucket, self.geo.velocity_buckets),
+                    first_seen: v.first_seen,
+                })
+            })
+            .collect();
+        let set = CandidateSet {
+            window_start: first * self.geo.slot_ms,
+            window_end: (slot + 1) * self.geo.slot_ms,
+            watermark: self.clock.watermark,
+            candidates,
+        };
+        if set.candidates.is_empty() {
+            self.unsent_empty = Some(set);
+        } else {
+            self.unsent_empty = None;
+            self.candidate_sets.push(set);
         }
     }
 

@@ -5,7 +5,9 @@
 //!   that borrows its ids (the protobuf path walks the wire format and never allocates);
 //!   [`DecodedEvent::validate`] turns it into the engine's [`trendwatch_core::EventRef`] or
 //!   a [`Rejection`] with a stable reason code.
-//! - [`EventRecord`] and [`AlertRecord`]: owned records with both encodings.
+//! - [`EventRecord`] and [`AlertRecord`]: owned records with both encodings;
+//!   [`CandidateRecord`] (the counters' proposals to the ranker, protobuf only) and
+//!   [`LeaderboardRecord`] (the ranker's boards, both encodings).
 //! - [`files`]: event and alert files in both forms of the contract.
 
 mod decode;
@@ -16,7 +18,7 @@ mod validate;
 
 pub use decode::{DecodedEvent, decode_event, decode_event_json, kind_value};
 pub use error::{ProtoError, Rejection, Result};
-pub use record::{AlertRecord, EventRecord};
+pub use record::{AlertRecord, CandidateRecord, EventRecord, LeaderboardRecord};
 pub use validate::{ValidationConfig, event_kind, kind_number};
 
 /// Code generated from `proto/trendwatch/v1`.

@@ -3,7 +3,9 @@
 
 use prost::Message;
 use serde::{Deserialize, Serialize};
-use trendwatch_core::{Alert, AlertType, EventKind, EventRef};
+use trendwatch_core::{
+    Alert, AlertType, Board, BoardEntry, Candidate, CandidateSet, EventKind, EventRef,
+};
 
 use crate::decode::{DecodedEvent, decode_event, decode_event_json};
 use crate::error::{ProtoError, Result};
@@ -105,6 +107,7 @@ fn alert_type_number(t: AlertType) -> i32 {
         AlertType::TrendingEnded => pb::AlertType::TrendingEnded as i32,
         AlertType::ViralVelocity => pb::AlertType::ViralVelocity as i32,
         AlertType::ViralVelocityEnded => pb::AlertType::ViralVelocityEnded as i32,
+        AlertType::RankChanged => pb::AlertType::RankChanged as i32,
     }
 }
 
@@ -114,6 +117,7 @@ fn alert_type_of(n: i32) -> Option<AlertType> {
         pb::AlertType::TrendingEnded => Some(AlertType::TrendingEnded),
         pb::AlertType::ViralVelocity => Some(AlertType::ViralVelocity),
         pb::AlertType::ViralVelocityEnded => Some(AlertType::ViralVelocityEnded),
+        pb::AlertType::RankChanged => Some(AlertType::RankChanged),
         pb::AlertType::Unspecified => None,
     }
 }
@@ -151,6 +155,8 @@ impl AlertRecord {
             detected_at: a.detected_at,
             emitted_at: self.emitted_at,
             explanation: a.explanation.clone(),
+            rank: a.rank,
+            previous_rank: a.previous_rank,
         }
     }
 
@@ -191,6 +197,8 @@ impl AlertRecord {
                 episode_start: m.episode_start,
                 detected_at: m.detected_at,
                 explanation: m.explanation,
+                rank: m.rank,
+                previous_rank: m.previous_rank,
             },
         })
     }
@@ -198,5 +206,166 @@ impl AlertRecord {
     /// Decodes the JSON form.
     pub fn decode_json(bytes: &[u8]) -> Result<Self> {
         serde_json::from_slice(bytes).map_err(|e| ProtoError::Decode(e.to_string()))
+    }
+}
+
+/// A partition's candidate set as it travels on the candidates topic: the engine's
+/// [`CandidateSet`] and where it comes from. Protobuf only (an internal topic).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CandidateRecord {
+    /// The events topic of the partition.
+    pub source_topic: String,
+    /// The partition.
+    pub source_partition: i32,
+    /// Its best videos for the window.
+    pub set: CandidateSet,
+}
+
+impl CandidateRecord {
+    /// Appends the protobuf encoding to `buf`.
+    pub fn encode_protobuf(&self, buf: &mut Vec<u8>) {
+        let s = &self.set;
+        let m = pb::CandidateSet {
+            source_topic: self.source_topic.clone(),
+            source_partition: self.source_partition,
+            window_start: s.window_start,
+            window_end: s.window_end,
+            watermark: s.watermark,
+            candidates: s
+                .candidates
+                .iter()
+                .map(|c| pb::Candidate {
+                    video_id: c.video_id.clone(),
+                    creator_id: c.creator_id.clone(),
+                    score: c.score,
+                    previous_score: c.previous_score,
+                    likes: c.likes,
+                    first_seen: c.first_seen,
+                })
+                .collect(),
+        };
+        let _ = m.encode(buf);
+    }
+
+    /// Decodes the protobuf form; a window that ends before it starts is an error.
+    pub fn decode_protobuf(bytes: &[u8]) -> Result<Self> {
+        let m = pb::CandidateSet::decode(bytes).map_err(|e| ProtoError::Decode(e.to_string()))?;
+        if m.window_end <= m.window_start || m.source_partition < 0 {
+            return Err(ProtoError::Decode(format!(
+                "candidate set with window [{}, {}) of partition {}",
+                m.window_start, m.window_end, m.source_partition
+            )));
+        }
+        Ok(Self {
+            source_topic: m.source_topic,
+            source_partition: m.source_partition,
+            set: CandidateSet {
+                window_start: m.window_start,
+                window_end: m.window_end,
+                watermark: m.watermark,
+                candidates: m
+                    .candidates
+                    .into_iter()
+                    .map(|c| Candidate {
+                        video_id: c.video_id,
+                        creator_id: c.creator_id,
+                        score: c.score,
+                        previous_score: c.previous_score,
+                        likes: c.likes,
+                        first_seen: c.first_seen,
+                    })
+                    .collect(),
+            },
+        })
+    }
+}
+
+/// A board as it travels on the leaderboard topic: the ranker's [`Board`], its scope (the
+/// Kafka key) and the wall-clock `emitted_at`. Its serde form is the contract's JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeaderboardRecord {
+    /// What the board ranks (`"global"`).
+    pub scope: String,
+    /// The ranker's board.
+    #[serde(flatten)]
+    pub board: Board,
+    /// Wall-clock time (ms) when the board was handed to the output.
+    pub emitted_at: i64,
+}
+
+impl LeaderboardRecord {
+    /// Appends the protobuf encoding to `buf`.
+    pub fn encode_protobuf(&self, buf: &mut Vec<u8>) {
+        let b = &self.board;
+        let m = pb::Leaderboard {
+            scope: self.scope.clone(),
+            window_start: b.window_start,
+            window_end: b.window_end,
+            top_k: b.top_k,
+            partitions: b.partitions,
+            left_out: b.left_out.clone(),
+            entries: b
+                .entries
+                .iter()
+                .map(|e| pb::BoardEntry {
+                    rank: e.rank,
+                    video_id: e.video_id.clone(),
+                    creator_id: e.creator_id.clone(),
+                    score: e.score,
+                    previous_score: e.previous_score,
+                    likes_per_min: e.likes_per_min,
+                    previous_rank: e.previous_rank,
+                })
+                .collect(),
+            emitted_at: self.emitted_at,
+        };
+        let _ = m.encode(buf);
+    }
+
+    /// The JSON form.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Decodes the protobuf form.
+    pub fn decode_protobuf(bytes: &[u8]) -> Result<Self> {
+        let m = pb::Leaderboard::decode(bytes).map_err(|e| ProtoError::Decode(e.to_string()))?;
+        Ok(Self {
+            scope: m.scope,
+            emitted_at: m.emitted_at,
+            board: Board {
+                window_start: m.window_start,
+                window_end: m.window_end,
+                top_k: m.top_k,
+                partitions: m.partitions,
+                left_out: m.left_out,
+                entries: m
+                    .entries
+                    .into_iter()
+                    .map(|e| BoardEntry {
+                        rank: e.rank,
+                        video_id: e.video_id,
+                        creator_id: e.creator_id,
+                        score: e.score,
+                        previous_score: e.previous_score,
+                        likes_per_min: e.likes_per_min,
+                        previous_rank: e.previous_rank,
+                    })
+                    .collect(),
+            },
+        })
+    }
+
+    /// Decodes the JSON form.
+    pub fn decode_json(bytes: &[u8]) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|e| ProtoError::Decode(e.to_string()))
+    }
+
+    /// Decodes whichever form `bytes` is in: JSON if it starts with `{`, else protobuf.
+    pub fn decode_any(bytes: &[u8]) -> Result<Self> {
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => Self::decode_json(bytes),
+            _ => Self::decode_protobuf(bytes),
+        }
     }
 }

@@ -8,13 +8,13 @@ use std::path::PathBuf;
 
 use proptest::prelude::*;
 use prost::Message;
-use trendwatch_core::{Alert, AlertType, EventKind};
+use trendwatch_core::{Alert, AlertType, Board, BoardEntry, EventKind};
 use trendwatch_proto::files::{
     AlertFileWriter, EventFileWriter, Format, RecordReader, read_alert_file, read_event_file,
 };
 use trendwatch_proto::{
-    AlertRecord, EventRecord, Rejection, ValidationConfig, decode_event, decode_event_json,
-    decode_in, pb,
+    AlertRecord, EventRecord, LeaderboardRecord, Rejection, ValidationConfig, decode_event,
+    decode_event_json, decode_in, pb,
 };
 
 const NOW: i64 = 1_767_571_200_000;
@@ -58,6 +58,8 @@ fn golden_alert() -> AlertRecord {
             episode_start: 1_767_571_240_000,
             detected_at: 1_767_571_250_000,
             explanation: "412 net likes in 1 min vs a baseline of 3.2".into(),
+            rank: 0,
+            previous_rank: 0,
         },
         1_767_571_250_321,
     )
@@ -104,6 +106,64 @@ fn golden_alert_bytes() {
         AlertRecord::decode_json(&std::fs::read(fixture("alert.json")).unwrap()).unwrap(),
         a
     );
+}
+
+fn golden_board() -> LeaderboardRecord {
+    let entry = |rank: u32, video: &str, score: i64, previous_rank: u32| BoardEntry {
+        rank,
+        video_id: video.into(),
+        creator_id: format!("c-{video}"),
+        score,
+        previous_score: score - 100,
+        likes_per_min: 42.5,
+        previous_rank,
+    };
+    LeaderboardRecord {
+        scope: "global".into(),
+        board: Board {
+            window_start: 1_767_570_300_000,
+            window_end: 1_767_571_200_000,
+            top_k: 3,
+            partitions: 6,
+            left_out: vec![4],
+            entries: vec![entry(1, "v9", 5_000, 2), entry(2, "v3", 4_200, 0)],
+        },
+        emitted_at: 1_767_571_201_234,
+    }
+}
+
+#[test]
+fn golden_leaderboard_bytes() {
+    let b = golden_board();
+    let mut pb_bytes = Vec::new();
+    b.encode_protobuf(&mut pb_bytes);
+    check_golden("leaderboard.pb", &pb_bytes);
+    check_golden("leaderboard.json", b.to_json().as_bytes());
+    let pb_fixture = std::fs::read(fixture("leaderboard.pb")).unwrap();
+    assert_eq!(LeaderboardRecord::decode_any(&pb_fixture).unwrap(), b);
+    let json_fixture = std::fs::read(fixture("leaderboard.json")).unwrap();
+    assert_eq!(LeaderboardRecord::decode_any(&json_fixture).unwrap(), b);
+    // prost agrees with the hand-written conversions.
+    let m = pb::Leaderboard::decode(pb_fixture.as_slice()).unwrap();
+    assert_eq!(
+        (m.entries.len(), m.left_out, m.scope.as_str()),
+        (2, vec![4], "global")
+    );
+}
+
+#[test]
+fn a_rank_change_alert_round_trips_with_its_ranks() {
+    let mut a = golden_alert();
+    a.alert.alert_type = AlertType::RankChanged;
+    a.alert.rank = 2;
+    a.alert.previous_rank = 7;
+    let mut bytes = Vec::new();
+    a.encode_protobuf(&mut bytes);
+    assert_eq!(AlertRecord::decode_protobuf(&bytes).unwrap(), a);
+    let json = a.to_json();
+    assert!(json.contains(r#""type":"RANK_CHANGED""#), "{json}");
+    assert!(json.contains(r#""rank":2"#) && json.contains(r#""previous_rank":7"#));
+    assert_eq!(AlertRecord::decode_json(json.as_bytes()).unwrap(), a);
 }
 
 #[test]

@@ -208,8 +208,10 @@ impl CheckpointAssembler {
     }
 }
 
-/// Writes and reads the checkpoints of one events topic.
+/// Writes and reads the checkpoints of one input stream (the counter's events topic, or
+/// the ranker's candidates topic).
 pub struct CheckpointStore {
+    /// Names the stream in the checkpoint keys.
     events_topic: String,
     state_topic: String,
     state_partitions: i32,
@@ -223,32 +225,60 @@ pub struct CheckpointStore {
 }
 
 impl CheckpointStore {
-    /// Connects to the state topic (which must exist).
+    /// The counter's store: checkpoints of the events topic's partitions on the state topic
+    /// (which must exist).
     pub fn new(config: &Config) -> Result<Self> {
+        let restore_timeout = match config.counter.processing_guarantee {
+            ProcessingGuarantee::AtLeastOnce => config.counter.ack_timeout,
+            ProcessingGuarantee::ExactlyOnce => {
+                config.counter.ack_timeout + transaction_timeout(config)
+            }
+        };
+        Self::open(
+            config,
+            &config.topics.events,
+            &config.topics.state,
+            config.counter.ack_timeout,
+            restore_timeout,
+        )
+    }
+
+    /// The ranker's store: its checkpoints (named after the candidates topic) on the
+    /// ranker state topic (which must exist).
+    pub fn for_ranker(config: &Config) -> Result<Self> {
+        let ack = config.ranker.ack_timeout;
+        Self::open(
+            config,
+            &config.topics.candidates,
+            &config.topics.ranker_state,
+            ack,
+            ack,
+        )
+    }
+
+    fn open(
+        config: &Config,
+        stream: &str,
+        state_topic: &str,
+        ack_timeout: Duration,
+        restore_timeout: Duration,
+    ) -> Result<Self> {
         let producer: FutureProducer = producer_config(config)
             .create()
             .map_err(|e| RuntimeError::kafka("creating the checkpoint producer", e))?;
         let probe: BaseConsumer = reader_config(config, "state-metadata")
             .create()
             .map_err(|e| RuntimeError::kafka("creating a metadata client", e))?;
-        let state_partitions = partition_count(&probe, &config.topics.state)?.ok_or_else(|| {
-            RuntimeError::Config(format!(
-                "state topic {} does not exist",
-                config.topics.state
-            ))
+        let state_partitions = partition_count(&probe, state_topic)?.ok_or_else(|| {
+            RuntimeError::Config(format!("state topic {state_topic} does not exist"))
         })?;
         Ok(Self {
-            events_topic: config.topics.events.clone(),
-            state_topic: config.topics.state.clone(),
+            events_topic: stream.to_string(),
+            state_topic: state_topic.to_string(),
             state_partitions,
             chunk_bytes: config.counter.checkpoint_chunk_bytes,
-            ack_timeout: config.counter.ack_timeout,
-            restore_timeout: match config.counter.processing_guarantee {
-                ProcessingGuarantee::AtLeastOnce => config.counter.ack_timeout,
-                ProcessingGuarantee::ExactlyOnce => {
-                    config.counter.ack_timeout + transaction_timeout(config)
-                }
-            },
+            ack_timeout,
+            restore_timeout,
             producer,
             config: config.clone(),
         })

@@ -254,7 +254,39 @@ pub fn counter_topics(config: &Config, partitions: i32) -> Vec<TopicSpec> {
     if !t.late.is_empty() {
         specs.push(TopicSpec::new(&t.late, partitions));
     }
+    if !t.candidates.is_empty() {
+        specs.push(candidates_topic(config));
+    }
     specs
+}
+
+/// Every topic of a deployment (the counter's and the ranker's), each once.
+pub fn all_topics(config: &Config, partitions: i32) -> Vec<TopicSpec> {
+    let mut specs = counter_topics(config, partitions);
+    for spec in ranker_topics(config, partitions) {
+        if !specs.iter().any(|s| s.name == spec.name) {
+            specs.push(spec);
+        }
+    }
+    specs
+}
+
+/// The candidates topic: one partition, so one ranker reads every partition's proposals
+/// in the order they were written.
+pub fn candidates_topic(config: &Config) -> TopicSpec {
+    TopicSpec::new(&config.topics.candidates, 1)
+}
+
+/// The topics the ranker reads and writes, for creation when missing: the candidates, the
+/// leaderboard and its state (compacted, one partition each), and the alert topic.
+pub fn ranker_topics(config: &Config, partitions: i32) -> Vec<TopicSpec> {
+    let t = &config.topics;
+    vec![
+        candidates_topic(config),
+        TopicSpec::compacted(&t.leaderboard, 1),
+        TopicSpec::compacted(&t.ranker_state, 1),
+        TopicSpec::new(&t.alerts, partitions),
+    ]
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //!
 //! One [`PartitionState`] per assigned partition, fed the partition's records in offset
 //! order. Alerts go to the alert topic keyed by video id; rejected records to the
-//! dead-letter topic; late events to the late topic when one is configured.
+//! dead-letter topic; late events to the late topic when one is configured; each closed
+//! trending window's top candidates to the candidates topic, for the ranker.
 //!
 //! ## Delivery
 //!
@@ -31,7 +32,7 @@
 //! inside its `poll`, on the same thread, so the worker's mutex is never contended. The
 //! producers deliver on librdkafka's threads and report failures through their context.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -40,16 +41,16 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{BorrowedMessage, DeliveryResult, Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use trendwatch_config::{Config, ProcessingGuarantee};
-use trendwatch_core::{Alert, EventKind, PartitionState, PartitionStats, Verdict};
+use trendwatch_core::{Alert, CandidateSet, EventKind, PartitionState, PartitionStats, Verdict};
 use trendwatch_proto::files::Format;
-use trendwatch_proto::{AlertRecord, Rejection, decode_in};
+use trendwatch_proto::{AlertRecord, CandidateRecord, Rejection, decode_in};
 
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::client::{
@@ -59,6 +60,7 @@ use crate::client::{
 use crate::deadletter;
 use crate::error::{Result, RuntimeError};
 use crate::health::Health;
+use crate::output::{DeliveryTracker, send};
 use crate::telemetry as m;
 use crate::wall_ms;
 
@@ -223,6 +225,10 @@ impl ClientContext for CounterContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
+            // Reaching the end of a partition is news, not an error (the poll loop gets it).
+            return;
+        }
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.health.set_broker_down(true);
         }
@@ -318,45 +324,6 @@ impl ConsumerContext for CounterContext {
     }
 }
 
-/// Collects the partitions whose produced records the broker did not acknowledge.
-#[derive(Default)]
-struct DeliveryTracker {
-    failed: Mutex<BTreeSet<i32>>,
-}
-
-impl DeliveryTracker {
-    fn take_failed(&self) -> BTreeSet<i32> {
-        std::mem::take(&mut *self.failed.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    fn record_failure(&self, partition: i32) {
-        counter!(m::DELIVERY_FAILURES).increment(1);
-        self.failed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(partition);
-    }
-}
-
-impl ClientContext for DeliveryTracker {}
-
-impl ProducerContext for DeliveryTracker {
-    /// The events partition whose processing produced the record.
-    type DeliveryOpaque = usize;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, partition: usize) {
-        if let Err((e, message)) = result {
-            tracing::warn!(
-                error = %e,
-                topic = message.topic(),
-                events_partition = partition,
-                "record not acknowledged; the partition will be rewound"
-            );
-            self.record_failure(partition as i32);
-        }
-    }
-}
-
 /// One assigned partition.
 struct Owned {
     state: PartitionState,
@@ -436,6 +403,9 @@ struct Worker {
     store: CheckpointStore,
     partitions: BTreeMap<i32, Owned>,
     alerts: Vec<Alert>,
+    /// Candidates each partition proposes per closed window to the ranker (0: none).
+    candidates_k: usize,
+    candidate_sets: Vec<CandidateSet>,
     encoded: Vec<u8>,
     now_ms: i64,
     records: u64,
@@ -459,6 +429,12 @@ impl Worker {
             store,
             partitions: BTreeMap::new(),
             alerts: Vec::new(),
+            candidates_k: if config.topics.candidates.is_empty() {
+                0
+            } else {
+                config.ranking.exit_rank as usize
+            },
+            candidate_sets: Vec::new(),
             encoded: Vec::new(),
             now_ms: wall_ms(),
             records: 0,
@@ -525,6 +501,7 @@ impl Worker {
             ),
         };
         state.restart_idle_clock();
+        state.propose_candidates(self.candidates_k);
         let published = state.stats().clone();
         let checkpointed = checkpoint.map(|_| (next_offset, state.watermark()));
         Ok(Owned {
@@ -631,6 +608,7 @@ impl Worker {
                     .validate(self.now_ms, validation)
                     .map(|event| owned.state.apply(&event, &mut self.alerts))
             });
+        owned.state.drain_candidates(&mut self.candidate_sets);
         owned.next_offset = Some(offset + 1);
         owned.eof = false;
         match outcome {
@@ -671,7 +649,36 @@ impl Worker {
             };
             self.emit_alerts(p, Some(source));
         }
+        if !self.candidate_sets.is_empty() {
+            self.emit_candidates(p);
+        }
         None
+    }
+
+    /// Produces the pending candidate sets of `partition` to the candidates topic (its one
+    /// partition), keyed by the source partition.
+    fn emit_candidates(&mut self, partition: i32) {
+        let key = partition.to_string();
+        let sets = std::mem::take(&mut self.candidate_sets);
+        let count = sets.len() as u64;
+        for set in sets {
+            let record = CandidateRecord {
+                source_topic: self.config.topics.events.clone(),
+                source_partition: partition,
+                set,
+            };
+            self.encoded.clear();
+            record.encode_protobuf(&mut self.encoded);
+            let base = BaseRecord::<str, [u8], usize>::with_opaque_to(
+                &self.config.topics.candidates,
+                partition as usize,
+            )
+            .partition(0)
+            .key(key.as_str())
+            .payload(self.encoded.as_slice());
+            send(&self.producer, base, partition);
+        }
+        counter!(m::CANDIDATE_SETS).increment(count);
     }
 
     /// Produces the pending alerts of `partition`; `source` is the record whose arrival
@@ -717,9 +724,13 @@ impl Worker {
         for p in partitions {
             if let Some(o) = self.partitions.get_mut(&p) {
                 o.state.tick(now, &mut self.alerts);
+                o.state.drain_candidates(&mut self.candidate_sets);
             }
             if !self.alerts.is_empty() {
                 self.emit_alerts(p, None);
+            }
+            if !self.candidate_sets.is_empty() {
+                self.emit_candidates(p);
             }
         }
         self.publish_counters();
@@ -1122,34 +1133,6 @@ fn source_headers(topic: &str, partition: i32, source: Option<Source>) -> OwnedH
 
 fn lag_of(owned: &Owned, high_watermark: Option<i64>) -> Option<i64> {
     Some((high_watermark? - owned.next_offset?).max(0))
-}
-
-/// Hands a record to the producer, waiting while its queue is full (backpressure). A
-/// record the producer refuses outright is recorded as a delivery failure of `partition`,
-/// which rewinds the partition at the next checkpoint round; returns whether it was queued.
-fn send<K, P>(
-    producer: &ThreadedProducer<DeliveryTracker>,
-    mut record: BaseRecord<'_, K, P, usize>,
-    partition: i32,
-) -> bool
-where
-    K: rdkafka::message::ToBytes + ?Sized,
-    P: rdkafka::message::ToBytes + ?Sized,
-{
-    loop {
-        match producer.send(record) {
-            Ok(()) => return true,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                record = back;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err((e, back)) => {
-                tracing::error!(error = %e, topic = back.topic, "record refused by the producer");
-                producer.context().record_failure(partition);
-                return false;
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,10 @@
 //! - [`counter`] — the counter service (`trendwatch run`): a consumer-group member that
 //!   feeds each assigned partition's records to its own engine state, emits alerts,
 //!   dead-letters bad input, checkpoints state with offsets and commits after them.
-//! - [`checkpoint`] — the checkpoint format on the compacted state topic and its store.
+//! - [`ranker`] — the ranker service (`trendwatch rank`): merges the counters' per-partition
+//!   candidates into the global board per window, with its alerts.
+//! - [`board`] — `trendwatch leaderboard`: the live board in a terminal, or once as JSON.
+//! - [`checkpoint`] — the checkpoint format on the compacted state topics and its store.
 //! - [`deadletter`] — headers of dead-letter and late records.
 //! - [`client`] — Kafka clients from the configuration, topic creation.
 //! - [`health`] — readiness, and the HTTP listener for `/metrics`, `/healthz`, `/readyz`.
@@ -14,14 +17,17 @@
 //! Nothing here decides what trends: that is `trendwatch-core`, fed through
 //! `trendwatch-proto`'s decoder.
 
+pub mod board;
 pub mod checkpoint;
 pub mod client;
 pub mod counter;
 pub mod deadletter;
 mod error;
 pub mod health;
+mod output;
 pub mod perf;
 pub mod publish;
+pub mod ranker;
 pub mod tail;
 pub mod telemetry;
 

@@ -56,10 +56,23 @@ pub fn table_line(a: &AlertRecord, color: bool) -> String {
         let code = match x.alert_type {
             AlertType::ViralVelocity => "1;31",
             AlertType::Trending => "1;33",
+            AlertType::RankChanged => "1;36",
             AlertType::ViralVelocityEnded | AlertType::TrendingEnded => "2",
         };
         format!("\x1b[{code}m{kind}\x1b[0m")
     };
+    if x.rank > 0 || x.previous_rank > 0 {
+        // The ranker's alerts: a place on the global board, not a multiple of a baseline.
+        let place = if x.rank > 0 {
+            format!("rank #{}", x.rank)
+        } else {
+            format!("out (was #{})", x.previous_rank)
+        };
+        return format!(
+            "{when} {kind} {place:<14} {:<14} score {:>7}  {}",
+            x.video_id, x.count, x.explanation
+        );
+    }
     format!(
         "{when} {kind} tier {} {:<14} count {:>7} ({:>6.1}x baseline, z {:>6.1})  {}",
         x.tier, x.video_id, x.count, x.ratio, x.z_score, x.explanation
@@ -68,7 +81,7 @@ pub fn table_line(a: &AlertRecord, color: bool) -> String {
 
 /// RFC 3339 for a time humantime can print (years 1970 to 9999), else the raw
 /// milliseconds: an alert from a hostile producer must not stop the tail.
-fn readable_time(ms: i64) -> String {
+pub(crate) fn readable_time(ms: i64) -> String {
     /// 9999-12-31T23:59:59.999Z, the last instant RFC 3339 has four digits for.
     const LAST_MS: i64 = 253_402_300_799_999;
     if (0..=LAST_MS).contains(&ms) {

@@ -70,6 +70,35 @@ pub const OFFSETS_SKIPPED: &str = "trendwatch_offsets_skipped_total";
 pub const TRANSACTIONS: &str = "trendwatch_transactions_total";
 /// 1 when `/readyz` answers ready.
 pub const READY: &str = "trendwatch_ready";
+/// Candidate sets (a partition's top videos of a closed window) sent to the ranker.
+pub const CANDIDATE_SETS: &str = "trendwatch_candidate_sets_total";
+/// Ranker: candidate sets read from the candidates topic, by `result` (`merged`, `stale`
+/// for a window already closed, `rejected` for an undecodable record or a foreign window
+/// geometry).
+pub const RANKER_SETS: &str = "trendwatch_ranker_candidate_sets_total";
+/// Ranker: alerts about the global board, by `type` (TRENDING, RANK_CHANGED,
+/// TRENDING_ENDED).
+pub const RANKER_ALERTS: &str = "trendwatch_ranker_alerts_total";
+/// Ranker: windows closed.
+pub const RANKER_WINDOWS_CLOSED: &str = "trendwatch_ranker_windows_closed_total";
+/// Ranker: windows closed while a partition was left out as idle.
+pub const RANKER_WINDOWS_LEFT_OUT: &str = "trendwatch_ranker_windows_with_idle_partitions_total";
+/// Ranker: windows closed early because too many were waiting for a slow partition.
+pub const RANKER_FORCED_CLOSES: &str = "trendwatch_ranker_forced_closes_total";
+/// Ranker: boards published to the leaderboard topic.
+pub const RANKER_BOARDS: &str = "trendwatch_ranker_boards_total";
+/// Ranker: partitions the next window waits for.
+pub const RANKER_WAITING_PARTITIONS: &str = "trendwatch_ranker_waiting_partitions";
+/// Ranker: partitions left out as idle.
+pub const RANKER_IDLE_PARTITIONS: &str = "trendwatch_ranker_idle_partitions";
+/// Ranker: windows waiting to close.
+pub const RANKER_PENDING_WINDOWS: &str = "trendwatch_ranker_pending_windows";
+/// Ranker: entries on the last board.
+pub const RANKER_BOARD_SIZE: &str = "trendwatch_ranker_board_size";
+/// Ranker: wall clock minus the end of the last closed window.
+pub const RANKER_BOARD_DELAY: &str = "trendwatch_ranker_board_delay_seconds";
+/// Ranker: records of the candidates topic not yet read.
+pub const RANKER_LAG: &str = "trendwatch_ranker_lag_messages";
 
 /// Histogram buckets for latencies and durations, in seconds.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -156,6 +185,47 @@ pub fn describe_all() {
         "Exactly-once transactions by result (committed, aborted, fenced)"
     );
     describe_gauge!(READY, "1 when the service is ready");
+    describe_counter!(
+        CANDIDATE_SETS,
+        "Candidate sets (a partition's top videos of a closed window) sent to the ranker"
+    );
+    describe_counter!(
+        RANKER_SETS,
+        "Ranker: candidate sets read, by result (merged, stale, rejected)"
+    );
+    describe_counter!(
+        RANKER_ALERTS,
+        "Ranker: alerts about the global board, by type"
+    );
+    describe_counter!(RANKER_WINDOWS_CLOSED, "Ranker: windows closed");
+    describe_counter!(
+        RANKER_WINDOWS_LEFT_OUT,
+        "Ranker: windows closed while a partition was left out as idle"
+    );
+    describe_counter!(
+        RANKER_FORCED_CLOSES,
+        "Ranker: windows closed early because too many were waiting"
+    );
+    describe_counter!(RANKER_BOARDS, "Ranker: boards published");
+    describe_gauge!(
+        RANKER_WAITING_PARTITIONS,
+        "Ranker: partitions the next window waits for"
+    );
+    describe_gauge!(
+        RANKER_IDLE_PARTITIONS,
+        "Ranker: partitions left out as idle"
+    );
+    describe_gauge!(RANKER_PENDING_WINDOWS, "Ranker: windows waiting to close");
+    describe_gauge!(RANKER_BOARD_SIZE, "Ranker: entries on the last board");
+    describe_gauge!(
+        RANKER_BOARD_DELAY,
+        Unit::Seconds,
+        "Ranker: wall clock minus the end of the last closed window"
+    );
+    describe_gauge!(
+        RANKER_LAG,
+        "Ranker: records of the candidates topic not yet read"
+    );
 }
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
