@@ -228,7 +228,10 @@ impl Scenario {
         self.publish_raw(&encode(events), rate);
     }
 
-    /// Starts a counter process (`trendwatch run`).
+    /// Starts a counter process (`trendwatch run`). Its log filter is
+    /// `info,librdkafka=warn`, or `TRENDWATCH_TEST_COUNTER_LOG` when set (e.g.
+    /// `info,librdkafka=debug` together with `TRENDWATCH__KAFKA__DEBUG=cgrp,consumer` for
+    /// librdkafka's own debug contexts); the ranker's likewise.
     pub fn start_counter(&self, label: &str) -> CounterProcess {
         self.start_service("run", label)
     }
@@ -245,7 +248,11 @@ impl Scenario {
             .args([subcommand, "--config"])
             .arg(self.config_file())
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
-            .env("RUST_LOG", "info,librdkafka=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("TRENDWATCH_TEST_COUNTER_LOG")
+                    .unwrap_or_else(|_| "info,librdkafka=warn".into()),
+            )
             .env_remove("TRENDWATCH_BOOTSTRAP_SERVERS")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -331,6 +338,23 @@ impl Scenario {
         }
     }
 
+    /// The high watermark of each partition of `topic` that answers within a second (how
+    /// far publishing got, for a report on a stall).
+    pub fn high_watermarks(&self, topic: &str) -> BTreeMap<i32, i64> {
+        let Ok(c) = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .create::<BaseConsumer>()
+        else {
+            return BTreeMap::new();
+        };
+        (0..self.partitions)
+            .filter_map(|p| {
+                let (_, high) = c.fetch_watermarks(topic, p, Duration::from_secs(1)).ok()?;
+                Some((p, high))
+            })
+            .collect()
+    }
+
     /// Sum of the committed offsets.
     pub fn committed_total(&self) -> i64 {
         self.committed().values().sum()
@@ -412,9 +436,10 @@ impl Scenario {
 }
 
 impl Drop for Scenario {
+    /// Keeps the directory (logs, configuration) of a failed scenario, or of every
+    /// scenario when `TRENDWATCH_TEST_KEEP` is set.
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            // Keep the logs and configuration of a failed scenario for a post-mortem.
+        if std::thread::panicking() || std::env::var_os("TRENDWATCH_TEST_KEEP").is_some() {
             let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
             eprintln!("[{}] logs kept in {}", self.name, kept.display());
         }

@@ -84,7 +84,12 @@ pub fn run(config: Config, health: Arc<Health>, shutdown: CancellationToken) -> 
     };
     let consumer: BaseConsumer<CounterContext> =
         group_consumer_config(&config, &config.counter.group_id)
-            .set_log_level(RDKafkaLogLevel::Warning)
+            // librdkafka's `debug` contexts log at debug level: let them through when set.
+            .set_log_level(if config.kafka.contains_key("debug") {
+                RDKafkaLogLevel::Debug
+            } else {
+                RDKafkaLogLevel::Warning
+            })
             .create_with_context(context)
             .map_err(|e| RuntimeError::kafka("creating the consumer", e))?;
     consumer
