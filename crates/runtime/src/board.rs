@@ -211,8 +211,11 @@ pub fn watch(
     let mut read_to: Vec<i64> = vec![0; ends.len()];
     let started = Instant::now();
     let mut last_message = Instant::now();
+    // `--once` must print the newest board, so it also waits for the silence; the live
+    // view shows what it has at the reported end and redraws as newer boards come.
     let caught_up = |read_to: &[i64], last: Instant| {
-        read_to.iter().zip(&ends).all(|(r, e)| r >= e) && last.elapsed() >= CATCH_UP_QUIET
+        read_to.iter().zip(&ends).all(|(r, e)| r >= e)
+            && (!options.once || last.elapsed() >= CATCH_UP_QUIET)
     };
     let mut shown_current = false;
     // The live view redraws at most this often, however fast boards and alerts come.

@@ -57,6 +57,7 @@ use crate::client::{
     counter_topics, ensure_topics, group_consumer_config, producer_config,
     transactional_producer_config,
 };
+use crate::context::{FatalSlot, forward_log, log_level, report_brokers, report_client_error};
 use crate::deadletter;
 use crate::error::{Result, RuntimeError};
 use crate::health::Health;
@@ -79,17 +80,12 @@ pub fn run(config: Config, health: Arc<Health>, shutdown: CancellationToken) -> 
         worker: Mutex::new(worker),
         health: Arc::clone(&health),
         high_watermarks: Mutex::new(HashMap::new()),
-        fatal: Mutex::new(None),
+        fatal: FatalSlot::default(),
         events_topic: config.topics.events.clone(),
     };
     let consumer: BaseConsumer<CounterContext> =
         group_consumer_config(&config, &config.counter.group_id)
-            // librdkafka's `debug` contexts log at debug level: let them through when set.
-            .set_log_level(if config.kafka.contains_key("debug") {
-                RDKafkaLogLevel::Debug
-            } else {
-                RDKafkaLogLevel::Warning
-            })
+            .set_log_level(log_level(&config))
             .create_with_context(context)
             .map_err(|e| RuntimeError::kafka("creating the consumer", e))?;
     consumer
@@ -184,7 +180,7 @@ struct CounterContext {
     worker: Mutex<Worker>,
     health: Arc<Health>,
     high_watermarks: Mutex<HashMap<i32, i64>>,
-    fatal: Mutex<Option<RuntimeError>>,
+    fatal: FatalSlot,
     events_topic: String,
 }
 
@@ -201,48 +197,25 @@ impl CounterContext {
     }
 
     fn fail(&self, error: RuntimeError) {
-        tracing::error!(error = %error, "fatal");
-        let mut fatal = self.fatal.lock().unwrap_or_else(PoisonError::into_inner);
-        if fatal.is_none() {
-            *fatal = Some(error);
-        }
+        self.fatal.fail(error);
     }
 
     fn take_fatal(&self) -> Option<RuntimeError> {
-        self.fatal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+        self.fatal.take()
     }
 }
 
 impl ClientContext for CounterContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        use RDKafkaLogLevel as L;
-        match level {
-            L::Emerg | L::Alert | L::Critical | L::Error => {
-                tracing::error!(target: "librdkafka", facility, "{message}")
-            }
-            L::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
-            L::Notice | L::Info => tracing::info!(target: "librdkafka", facility, "{message}"),
-            L::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
-        }
+        forward_log(level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
-            // Reaching the end of a partition is news, not an error (the poll loop gets it).
-            return;
-        }
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            self.health.set_broker_down(true);
-        }
-        tracing::warn!(error = %error, reason, "kafka client error");
+        report_client_error(&self.health, &error, reason);
     }
 
     fn stats(&self, statistics: Statistics) {
-        let up = statistics.brokers.values().any(|b| b.state == "UP");
-        self.health.set_broker_down(!up);
+        report_brokers(&self.health, &statistics);
         if let Some(topic) = statistics.topics.get(&self.events_topic) {
             let mut hw = self
                 .high_watermarks

@@ -20,6 +20,7 @@
 pub mod board;
 pub mod checkpoint;
 pub mod client;
+mod context;
 pub mod counter;
 pub mod deadletter;
 mod error;

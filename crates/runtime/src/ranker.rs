@@ -46,6 +46,7 @@ use crate::client::{
     ensure_topics, group_consumer_config, partition_count, producer_config, ranker_topics,
     reader_config,
 };
+use crate::context::{FatalSlot, forward_log, log_level, report_brokers, report_client_error};
 use crate::counter::DEFAULT_PARTITIONS;
 use crate::error::{Result, RuntimeError};
 use crate::health::Health;
@@ -95,12 +96,12 @@ pub fn run(config: Config, health: Arc<Health>, shutdown: CancellationToken) -> 
         worker: Mutex::new(worker),
         health: Arc::clone(&health),
         high_watermark: Mutex::new(None),
-        fatal: Mutex::new(None),
+        fatal: FatalSlot::default(),
         topic: topic.clone(),
     };
     let consumer: BaseConsumer<RankerContext> =
         group_consumer_config(&config, &config.ranker.group_id)
-            .set_log_level(RDKafkaLogLevel::Warning)
+            .set_log_level(log_level(&config))
             .create_with_context(context)
             .map_err(|e| RuntimeError::kafka("creating the consumer", e))?;
     consumer
@@ -170,7 +171,7 @@ struct RankerContext {
     worker: Mutex<RankerWorker>,
     health: Arc<Health>,
     high_watermark: Mutex<Option<i64>>,
-    fatal: Mutex<Option<RuntimeError>>,
+    fatal: FatalSlot,
     topic: String,
 }
 
@@ -180,36 +181,25 @@ impl RankerContext {
     }
 
     fn fail(&self, error: RuntimeError) {
-        tracing::error!(error = %error, "fatal");
-        let mut fatal = self.fatal.lock().unwrap_or_else(PoisonError::into_inner);
-        if fatal.is_none() {
-            *fatal = Some(error);
-        }
+        self.fatal.fail(error);
     }
 
     fn take_fatal(&self) -> Option<RuntimeError> {
-        self.fatal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+        self.fatal.take()
     }
 }
 
 impl ClientContext for RankerContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        forward_log(level, facility, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
-            // Reaching the end of a partition is news, not an error (the poll loop gets it).
-            return;
-        }
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            self.health.set_broker_down(true);
-        }
-        tracing::warn!(error = %error, reason, "kafka client error");
+        report_client_error(&self.health, &error, reason);
     }
 
     fn stats(&self, statistics: Statistics) {
-        let up = statistics.brokers.values().any(|b| b.state == "UP");
-        self.health.set_broker_down(!up);
+        report_brokers(&self.health, &statistics);
         let hw = statistics
             .topics
             .get(&self.topic)

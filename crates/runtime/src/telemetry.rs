@@ -240,7 +240,28 @@ pub fn install_metrics() -> Result<PrometheusHandle> {
         .and_then(|b| b.install_recorder())
         .map_err(|e| RuntimeError::Config(format!("metrics recorder: {e}")))?;
     describe_all();
+    register_failure_counters();
     Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// Exports the counters of things that should not happen at 0 from the start: a series
+/// that appears only with its first failure leaves dashboards empty and makes `rate()`
+/// and `increase()` blind to that first failure.
+pub fn register_failure_counters() {
+    for name in [
+        COMMIT_FAILURES,
+        DELIVERY_FAILURES,
+        PARTITION_REWINDS,
+        OFFSET_GAPS,
+        OFFSETS_SKIPPED,
+        LATE_RECORDS,
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for result in ["committed", "aborted", "fenced"] {
+        metrics::counter!(TRANSACTIONS, "result" => result).increment(0);
+    }
+    metrics::counter!(CHECKPOINTS, "result" => "failed").increment(0);
 }
 
 /// Starts structured logging as configured; `RUST_LOG` overrides the configured filter.
