@@ -12,5 +12,8 @@ scripts/broker.sh --install
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The monitoring files of deploy/: promtool check config/rules and the rules' unit tests
+# (installs Debian's prometheus package for promtool if it is missing).
+scripts/deploy-check.sh
 # Every fuzz target for a bounded time (FUZZ_SECONDS each, default 20); fails on a crash.
 scripts/fuzz.sh
