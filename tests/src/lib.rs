@@ -619,9 +619,11 @@ pub fn rank_reference(config: &Config, reference: &Reference, partitions: i32) -
 
 /// A naive model of the global board, independent of the engine: per partition (Kafka's
 /// default partitioner), an event behind the newest seen minus the allowed lateness is
-/// late and an event id seen before is a duplicate; every other valid event adds its
-/// kind's weight to its video's score in each trending window that contains it. A
-/// window's board is the `top_k` positive scores, highest first, ties by video id.
+/// late and an event id seen before is a duplicate; every other valid event counts into its
+/// video's trending slot: a slot scores its interactions' weights plus its views' weight
+/// for at most `views_per_interaction` views per interaction (likes net of unlikes,
+/// shares, comments) of that slot; a window scores its slots. A window's board is the
+/// `top_k` positive scores, highest first, ties by video id.
 pub struct OfflineBoards {
     /// Window end → the board's (video, score), best first.
     pub boards: BTreeMap<i64, Vec<(String, i64)>>,
@@ -649,7 +651,8 @@ pub fn offline_boards(config: &Config, records: &[RawRecord], partitions: i32) -
     let now = trendwatch_runtime::wall_ms();
     let mut newest: BTreeMap<i32, i64> = BTreeMap::new();
     let mut seen: BTreeMap<i32, std::collections::HashSet<String>> = BTreeMap::new();
-    let mut counted: Vec<(String, i64, i64)> = Vec::new();
+    // (video, slot) -> (views, interactions, interaction weight).
+    let mut slots: BTreeMap<(String, i64), (i64, i64, i64)> = BTreeMap::new();
     for (k, v) in records {
         let p = trendwatch_cli::partitioner::partition_for(
             k.as_deref().unwrap_or_default(),
@@ -674,8 +677,24 @@ pub fn offline_boards(config: &Config, records: &[RawRecord], partitions: i32) -
         if t < *max - lateness || !seen.entry(p).or_default().insert(id) {
             continue;
         }
-        counted.push((video, t, weight(kind)));
+        let tally = slots.entry((video, t.div_euclid(slot))).or_default();
+        match kind {
+            EventKind::View => tally.0 += 1,
+            EventKind::Unlike => tally.1 -= 1,
+            _ => tally.1 += 1,
+        }
+        if kind != EventKind::View {
+            tally.2 += weight(kind);
+        }
     }
+    let per = i64::from(config.engine.trending.views_per_interaction);
+    let counted: Vec<(String, i64, i64)> = slots
+        .into_iter()
+        .map(|((video, s), (views, interactions, w))| {
+            let capped = views.min(per * interactions.max(0));
+            (video, s * slot, w + weight(EventKind::View) * capped)
+        })
+        .collect();
     let bound = newest.values().map(|t| t - lateness).min().unwrap_or(0);
     let closed_through = bound.div_euclid(slot) * slot;
     let first = counted

@@ -444,7 +444,6 @@ fn an_idle_partition_still_ends_its_episodes() {
     w.velocity.warmup = Duration::from_secs(20);
     w.velocity.cooldown = Duration::from_secs(5);
     w.velocity.clear_after = 2;
-    w.velocity.min_count = 10;
     w.trending.warmup = Duration::from_secs(60);
     w.trending.baseline_half_life = Duration::from_secs(60);
     w.trending.cooldown = Duration::from_secs(10);

@@ -31,7 +31,7 @@ fn config_check_prints_the_effective_config() {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.contains("[engine.velocity]") && text.contains("z_fire = 6.0"),
+        text.contains("[engine.velocity]") && text.contains("false_alarms_per_video_day = 0.001"),
         "{text}"
     );
 }
@@ -42,7 +42,7 @@ fn config_check_lists_every_error() {
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,
-        "[engine.windows]\nvelocity_window = \"65s\"\n[engine.velocity]\nz_clear = 9.0\ntiers = [5.0, 3.0]\n",
+        "[engine.windows]\nvelocity_window = \"65s\"\n[engine.velocity]\nz_clear = -1.0\ntiers = [5.0, 3.0]\n",
     )
     .unwrap();
     let out = trendwatch(&["config", "check", bad.to_str().unwrap()]);

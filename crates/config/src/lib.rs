@@ -187,15 +187,18 @@ mod tests {
             env(&[
                 ("TRENDWATCH__ENGINE__WINDOWS__BUCKET", "5s"),
                 ("TRENDWATCH__ENGINE__WINDOWS__VELOCITY_WINDOW", "30s"),
-                ("TRENDWATCH__ENGINE__VELOCITY__Z_FIRE", "7.5"),
-                ("TRENDWATCH__ENGINE__VELOCITY__MIN_COUNT", "12"),
+                (
+                    "TRENDWATCH__ENGINE__VELOCITY__FALSE_ALARMS_PER_VIDEO_DAY",
+                    "0.01",
+                ),
+                ("TRENDWATCH__ENGINE__VELOCITY__PRIOR_LIKES_PER_MIN", "2.5"),
                 ("UNRELATED", "x"),
             ]),
         )
         .unwrap();
         assert_eq!(c.engine.windows.bucket, Duration::from_secs(5));
-        assert_eq!(c.engine.velocity.z_fire, 7.5);
-        assert_eq!(c.engine.velocity.min_count, 12);
+        assert_eq!(c.engine.velocity.false_alarms_per_video_day, 0.01);
+        assert_eq!(c.engine.velocity.prior_likes_per_min, 2.5);
     }
 
     #[test]

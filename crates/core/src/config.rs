@@ -11,9 +11,33 @@ use serde::{Deserialize, Serialize};
 /// video has a fixed, small size; `validate` checks the windows fit.
 pub const FINE_SLOTS: usize = 16;
 /// How many coarse slots a video keeps (the trending-window ring).
-pub const COARSE_SLOTS: usize = 18;
+pub const COARSE_SLOTS: usize = 17;
 /// The most alert tiers a detector may configure.
 pub const MAX_TIERS: usize = 8;
+/// The most scan windows the velocity detector may configure.
+pub const MAX_SCAN_WINDOWS: usize = 8;
+
+/// Durations as a list of human strings (`["10s", "1m"]`).
+mod humantime_serde_vec {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        let text: Vec<String> = v
+            .iter()
+            .map(|d| humantime::format_duration(*d).to_string())
+            .collect();
+        text.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        let text: Vec<String> = Vec::deserialize(d)?;
+        text.iter()
+            .map(|t| humantime::parse_duration(t).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
 
 /// Everything the pure engine needs to decide.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -60,25 +84,39 @@ pub struct WindowConfig {
     pub dedup_horizon: Duration,
 }
 
-/// Viral velocity: net likes over the short window against the video's own baseline.
+/// Viral velocity: sequential tests of a video's net likes against its own baseline rate.
+///
+/// Two tests run side by side, both with the false-alarm budget as their knob:
+/// a **scan** of several short windows ending at the newest event (exact Poisson tail of
+/// the window's count under the baseline), fast on sudden jumps; and a **CUSUM** of the
+/// log-likelihood ratio "first tier × baseline" against "baseline", bucket by bucket,
+/// which accumulates the evidence of a slow, sustained rise. Both are evaluated as each
+/// like arrives, on still-open buckets (counts only grow), so an alert fires as soon as
+/// the evidence suffices.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VelocityConfig {
-    /// Half-life of the EWMA baseline of likes per window.
+    /// Half-life of the EWMA baseline of likes per velocity window.
     #[serde(with = "humantime_serde")]
     pub baseline_half_life: Duration,
-    /// z-score needed to fire (and to escalate).
-    pub z_fire: f64,
-    /// z-score below which the episode counts as calming down (hysteresis: below `z_fire`).
+    /// The false-alarm budget: expected false alerts per tracked video per day if its likes
+    /// follow its baseline (a Poisson process). Sets both tests' thresholds.
+    pub false_alarms_per_video_day: f64,
+    /// The scan's windows, each a multiple of `engine.windows.bucket`, at most the velocity
+    /// window. Each ends with the newest bucket, open or not.
+    #[serde(with = "humantime_serde_vec")]
+    pub scan_windows: Vec<Duration>,
+    /// The baseline a video is tested against until its own is higher, in net likes per
+    /// minute: a video with little or no history is assumed to get this many, so a handful
+    /// of likes on a cold video (a one-minute blip) is not evidence of virality.
+    pub prior_likes_per_min: f64,
+    /// z-score below which the episode counts as calming down (hysteresis); z of the net
+    /// likes in the velocity window against the baseline.
     pub z_clear: f64,
-    /// Smallest denominator of the z-score, so a video with no history cannot spike on noise.
+    /// Smallest denominator of the calm z-score.
     pub sigma_floor: f64,
-    /// Least net likes in the window needed to fire.
-    pub min_count: u32,
-    /// Least growth over the previous window (`count / max(previous, 1)`) needed to fire.
-    pub min_growth: f64,
-    /// Ratios to baseline (`count / max(baseline, 1)`) of each tier, ascending. Firing needs
-    /// the first; reaching a later one escalates the episode.
+    /// Ratios to baseline of each tier, ascending. Firing needs the first (the CUSUM tests
+    /// for a rise to it); reaching a later one escalates the episode.
     pub tiers: Vec<f64>,
     /// Consecutive calm evaluations (one per bucket) that end an episode.
     pub clear_after: u32,
@@ -97,6 +135,10 @@ pub struct VelocityConfig {
 pub struct TrendingConfig {
     /// Weight of each kind in the engagement score (integers keep the score exact).
     pub weights: KindWeights,
+    /// Views a slot's score counts per interaction (like net of unlikes, share, comment)
+    /// of the same slot; views beyond it score nothing. Genuine engagement brings one like
+    /// per 8-50 views; a view bot brings none, so views alone cannot make a video trend.
+    pub views_per_interaction: u32,
     /// Scores of each tier, ascending; firing needs the first.
     pub tiers: Vec<f64>,
     /// The score must also be at least this multiple of the video's own baseline.
@@ -149,7 +191,7 @@ impl Default for WindowConfig {
             velocity_window: Duration::from_secs(60),
             trending_slot: Duration::from_secs(60),
             trending_window: Duration::from_secs(15 * 60),
-            allowed_lateness: Duration::from_secs(10),
+            allowed_lateness: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),
             dedup_horizon: Duration::from_secs(60),
         }
@@ -160,11 +202,11 @@ impl Default for VelocityConfig {
     fn default() -> Self {
         Self {
             baseline_half_life: Duration::from_secs(30 * 60),
-            z_fire: 6.0,
+            false_alarms_per_video_day: 0.001,
+            scan_windows: [10, 20, 30, 60].map(Duration::from_secs).to_vec(),
+            prior_likes_per_min: 1.0,
             z_clear: 2.0,
             sigma_floor: 1.0,
-            min_count: 20,
-            min_growth: 1.5,
             tiers: vec![5.0, 20.0, 100.0],
             clear_after: 6,
             cooldown: Duration::from_secs(10 * 60),
@@ -177,6 +219,7 @@ impl Default for TrendingConfig {
     fn default() -> Self {
         Self {
             weights: KindWeights::default(),
+            views_per_interaction: 50,
             tiers: vec![10_000.0, 50_000.0, 250_000.0],
             min_ratio: 2.0,
             baseline_half_life: Duration::from_secs(3 * 60 * 60),
@@ -296,22 +339,47 @@ impl EngineConfig {
                     .to_string(),
             );
         }
-        if !(v.z_fire.is_finite() && v.z_clear.is_finite() && v.z_clear < v.z_fire) {
+        let budget = v.false_alarms_per_video_day;
+        if !(budget.is_finite() && budget > 0.0 && budget <= 1.0) {
             errors.push(
-                "engine.velocity.z_clear: must be below engine.velocity.z_fire (hysteresis)"
+                "engine.velocity.false_alarms_per_video_day: must be above 0 and at most 1"
                     .to_string(),
             );
+        }
+        if v.scan_windows.is_empty() || v.scan_windows.len() > MAX_SCAN_WINDOWS {
+            errors.push(format!(
+                "engine.velocity.scan_windows: needs 1 to {MAX_SCAN_WINDOWS} windows, has {}",
+                v.scan_windows.len()
+            ));
+        }
+        if bucket > 0
+            && v.scan_windows
+                .iter()
+                .any(|d| ms(*d) == 0 || !ms(*d).is_multiple_of(bucket) || *d > w.velocity_window)
+        {
+            errors.push(format!(
+                "engine.velocity.scan_windows: each must be a positive multiple of engine.windows.bucket ({bucket}ms) and at most engine.windows.velocity_window"
+            ));
+        }
+        if v.scan_windows.windows(2).any(|p| p[0] >= p[1]) {
+            errors.push("engine.velocity.scan_windows: must be strictly ascending".to_string());
+        }
+        if !(v.prior_likes_per_min.is_finite() && v.prior_likes_per_min > 0.0) {
+            errors.push("engine.velocity.prior_likes_per_min: must be positive".to_string());
+        }
+        if !(v.z_clear.is_finite() && v.z_clear > 0.0) {
+            errors.push("engine.velocity.z_clear: must be positive".to_string());
         }
         if !(v.sigma_floor.is_finite() && v.sigma_floor > 0.0) {
             errors.push("engine.velocity.sigma_floor: must be positive".to_string());
         }
-        if v.min_count == 0 {
-            errors.push("engine.velocity.min_count: must be at least 1".to_string());
-        }
-        if !(v.min_growth.is_finite() && v.min_growth >= 1.0) {
-            errors.push("engine.velocity.min_growth: must be at least 1".to_string());
-        }
         check_tiers(&mut errors, "engine.velocity.tiers", &v.tiers);
+        if v.tiers.first().is_some_and(|t| *t <= 1.0) {
+            errors.push(
+                "engine.velocity.tiers: the first tier must be above 1 (a rise over the baseline)"
+                    .to_string(),
+            );
+        }
         if v.clear_after == 0 || v.clear_after > 255 {
             errors.push("engine.velocity.clear_after: must be 1 to 255".to_string());
         }
@@ -334,6 +402,10 @@ impl EngineConfig {
         }
         if t.clear_after == 0 || t.clear_after > 255 {
             errors.push("engine.trending.clear_after: must be 1 to 255".to_string());
+        }
+        if t.views_per_interaction > 1_000_000 {
+            errors
+                .push("engine.trending.views_per_interaction: must be at most 1000000".to_string());
         }
         let wt = &t.weights;
         if wt.view.max(wt.like).max(wt.share).max(wt.comment) > 1_000_000 {
@@ -374,7 +446,7 @@ mod tests {
     fn every_error_is_reported_at_once() {
         let mut c = EngineConfig::default();
         c.windows.velocity_window = Duration::from_secs(65);
-        c.velocity.z_clear = 9.0;
+        c.velocity.z_clear = -1.0;
         c.velocity.tiers = vec![5.0, 3.0];
         c.capacity.max_videos = 1;
         let errors = c.validate().unwrap_err();

@@ -1,16 +1,32 @@
 //! The two detectors and the alert lifecycle they share.
 //!
-//! **Viral velocity** scores, at every closed bucket, net likes over the velocity window
-//! against the video's own baseline (an EWMA of that same windowed count):
-//! `z = (x - mean) / max(stddev, sqrt(mean), floor)`. The `sqrt(mean)` term is the Poisson
-//! noise of a count with that mean, so small counts cannot spike. It fires when z, the
-//! absolute count and the growth over the previous window all clear their thresholds and
-//! the count is at least the first tier's multiple of the baseline; higher tiers escalate.
-//! While a video is anomalous its baseline learns a winsorized count (capped at the firing
-//! level), so an episode cannot teach the baseline that it is normal within minutes.
+//! **Viral velocity** asks, as each like arrives, whether the video's net likes have left
+//! its own baseline rate `λ` (an EWMA of likes per velocity window, never below the prior
+//! `prior_likes_per_min` so a cold video is not judged against zero). Two sequential tests
+//! share the false-alarm budget `false_alarms_per_video_day` (`B`), half each:
+//!
+//! - the **scan**: for each scan window of `k` buckets ending with the newest bucket (open
+//!   or not), the exact Poisson tail `P(X >= S | k λ)` of its count `S`; it passes when
+//!   the tail is at most `α = (B / 2) / (windows × buckets per day)` and `S >= tier₁ k λ`.
+//!   That is a generalized likelihood-ratio test over a few change points, fast on jumps;
+//! - the **CUSUM** of the log-likelihood ratio of "rate `ρ λ`" (ρ = the first tier) against
+//!   "rate `λ`", one step per bucket: `C = max(0, C + x ln ρ - (ρ - 1) λ)`. It passes at
+//!   `C >= h = ln(2 × buckets per day / B)` (Lorden's bound: the mean time to a false alarm
+//!   is at least `e^h` buckets), and accumulates the evidence of a slow, sustained rise that
+//!   no short window shows. Each like adds at most `ln ρ`, so it needs `h / ln ρ` likes.
+//!
+//! Counts only grow while a bucket is open, so both tests are evaluated at each like on the
+//! open buckets (as if they closed now, with their full expected count): the alert fires the
+//! moment the evidence suffices, not when the watermark closes the window, and is stamped
+//! with the partition's newest event time. Higher tiers (ratios of the scan window's count
+//! to its expectation) escalate. While an episode is open the baseline learns a winsorized
+//! count, so an episode cannot teach the baseline that it is normal within minutes.
 //!
 //! **Trending** scores, at every closed coarse slot, the weighted engagement over the
-//! trending window: above a tier's score and at least `min_ratio` times the baseline.
+//! trending window: above a tier's score and at least `min_ratio` times the baseline. Views
+//! count only in proportion to the interactions that come with them (at most
+//! `views_per_interaction` per like, share or comment of the same slot), so views alone
+//! cannot make a video trend or reach the global board.
 //!
 //! **Lifecycle**, per detector and video: quiet → active (fires tier k) → escalations →
 //! calm for `clear_after` evaluations (hysteresis: calm is judged against lower thresholds
@@ -86,14 +102,28 @@ impl Geometry {
 pub(crate) struct Detectors {
     weights: [i32; 5],
     v_decay: f64,
-    v_z_fire: f64,
+    /// Scan windows, in buckets, ascending.
+    v_scan: Vec<i64>,
+    /// Per scan window, the least count that can pass at the smallest expectation the
+    /// prior allows: a cheap first check before any tail is computed.
+    v_scan_min: Vec<i64>,
+    /// `ln α` of one scan-window test.
+    v_ln_alpha: f64,
+    /// The CUSUM's threshold `h`.
+    v_cusum_h: f64,
+    /// `ln ρ` and `ρ - 1` of the CUSUM (ρ = the first tier).
+    v_ln_rho: f64,
+    v_rho_less_one: f64,
+    /// The prior, in net likes per velocity window.
+    v_prior: f64,
+    v_budget: f64,
     v_z_clear: f64,
     v_floor: f64,
-    v_min_count: i64,
-    v_min_growth: f64,
     v_tiers: Vec<f64>,
     v_clear_after: u8,
     v_cooldown_buckets: i64,
+    /// `ln k!` for small `k`.
+    ln_factorial: Vec<f64>,
     t_decay: f64,
     t_tiers: Vec<f64>,
     t_min_ratio: f64,
@@ -101,6 +131,7 @@ pub(crate) struct Detectors {
     t_clear_after: u8,
     t_cooldown_slots: i64,
     t_watch_score: i64,
+    t_views_per_interaction: i64,
 }
 
 /// What one evaluation saw, for the alert it may emit.
@@ -116,6 +147,22 @@ struct Reading {
     window_minutes: f64,
 }
 
+/// The count at which the winsorized velocity baseline stops learning, in standard
+/// deviations above its mean: an anomaly is learned slowly.
+const WINSOR_Z: f64 = 6.0;
+/// `ln k!` is tabulated below this; Stirling's series beyond (error below 1e-12).
+const LN_FACTORIAL_TABLE: usize = 256;
+
+/// What the velocity tests found at one like.
+struct Evidence {
+    /// The tier to fire or escalate at.
+    tier: usize,
+    /// The scan window that passed with the highest tier (buckets) and its log tail.
+    scan: Option<(i64, f64)>,
+    /// The CUSUM, if it passed, and the bucket where its run began.
+    cusum: Option<(f64, i64)>,
+}
+
 impl Detectors {
     pub(crate) fn new(c: &EngineConfig, g: &Geometry) -> Self {
         let half_life_decay = |half_life: std::time::Duration, step_ms: i64| {
@@ -126,17 +173,40 @@ impl Detectors {
         let like = w.like as i32;
         let v = &c.velocity;
         let t = &c.trending;
-        Self {
+        let mut ln_factorial = Vec::with_capacity(LN_FACTORIAL_TABLE);
+        let mut acc = 0.0f64;
+        ln_factorial.push(0.0);
+        for k in 1..LN_FACTORIAL_TABLE {
+            acc += (k as f64).ln();
+            ln_factorial.push(acc);
+        }
+        let v_scan: Vec<i64> = v
+            .scan_windows
+            .iter()
+            .map(|d| (ms(*d) / g.bucket_ms).max(1))
+            .collect();
+        let buckets_per_day = (86_400_000 / g.bucket_ms).max(1) as f64;
+        let budget = v.false_alarms_per_video_day.clamp(1e-300, 1.0);
+        let v_ln_alpha = (budget / 2.0 / (v_scan.len().max(1) as f64 * buckets_per_day)).ln();
+        let rho = v.tiers.first().copied().unwrap_or(2.0).max(1.0 + 1e-9);
+        let v_prior = v.prior_likes_per_min * (g.velocity_buckets * g.bucket_ms) as f64 / 60_000.0;
+        let mut d = Self {
             weights: [w.view as i32, like, -like, w.share as i32, w.comment as i32],
             v_decay: half_life_decay(v.baseline_half_life, g.bucket_ms),
-            v_z_fire: v.z_fire,
+            v_scan_min: Vec::new(),
+            v_scan,
+            v_ln_alpha,
+            v_cusum_h: (2.0 * buckets_per_day / budget).ln(),
+            v_ln_rho: rho.ln(),
+            v_rho_less_one: rho - 1.0,
+            v_prior,
+            v_budget: budget,
             v_z_clear: v.z_clear,
             v_floor: v.sigma_floor,
-            v_min_count: i64::from(v.min_count),
-            v_min_growth: v.min_growth,
             v_tiers: v.tiers.clone(),
             v_clear_after: v.clear_after.min(255) as u8,
             v_cooldown_buckets: (ms(v.cooldown) + g.bucket_ms - 1) / g.bucket_ms,
+            ln_factorial,
             t_decay: half_life_decay(t.baseline_half_life, g.slot_ms),
             t_tiers: t.tiers.clone(),
             t_min_ratio: t.min_ratio,
@@ -145,12 +215,30 @@ impl Detectors {
             t_cooldown_slots: (ms(t.cooldown) + g.slot_ms - 1) / g.slot_ms,
             t_watch_score: (t.tiers.first().copied().unwrap_or(1.0) * t.clear_fraction).floor()
                 as i64,
-        }
+            t_views_per_interaction: i64::from(t.views_per_interaction),
+        };
+        let per_bucket = v_prior / g.velocity_buckets as f64;
+        d.v_scan_min = d
+            .v_scan
+            .iter()
+            .map(|&k| {
+                let e = k as f64 * per_bucket;
+                (1..=1_000_000i64)
+                    .find(|&s| d.ln_poisson_tail(s, e) <= d.v_ln_alpha)
+                    .unwrap_or(i64::MAX)
+            })
+            .collect();
+        d
     }
 
     /// Signed weight of a kind in the trending score (an unlike subtracts a like).
     pub(crate) fn weight(&self, kind: EventKind) -> i32 {
         self.weights[kind.index()]
+    }
+
+    /// Views a slot's score may count for `interactions` interactions of that slot.
+    pub(crate) fn view_allowance(&self, interactions: i32) -> i64 {
+        self.t_views_per_interaction * i64::from(interactions.max(0))
     }
 
     /// How far past the last event the watermark must move for every window to close and
@@ -161,11 +249,10 @@ impl Detectors {
         velocity + trending
     }
 
-    /// Whether the likes in the video's ring could make it fire.
+    /// Whether the video must be scored at bucket closes: only an open episode needs it
+    /// (to end); firing happens at likes.
     pub(crate) fn velocity_worth_watching(&self, v: &VideoState) -> bool {
-        // Positive parts only: unlikes in one bucket must not hide likes in another.
-        let ring: i64 = v.likes.iter().map(|&x| i64::from(x.max(0))).sum();
-        ring >= self.v_min_count || v.velocity.phase == Phase::Active
+        v.velocity.phase == Phase::Active
     }
 
     /// Whether the engagement in the video's ring could make it trend.
@@ -178,20 +265,110 @@ impl Detectors {
         b.stddev().max(b.mean().sqrt()).max(self.v_floor)
     }
 
-    /// Folds one closed window's count into the velocity baseline. After warm-up the count
-    /// is winsorized at the firing level so an anomaly is learned slowly; during warm-up
-    /// (see [`warm_decay`]) the baseline learns fast and uncapped.
-    fn fold_velocity(&self, b: &mut Baseline, x: i64, warm: bool) {
-        if warm {
-            let cap = b.mean() + self.v_z_fire * self.velocity_denominator(b);
-            b.step((x as f64).min(cap), self.v_decay);
-        } else {
-            b.step(x as f64, warm_decay(b, self.v_decay));
+    /// The baseline's expected net likes per bucket, never below the prior.
+    fn expected_per_bucket(&self, b: &Baseline, g: &Geometry) -> f64 {
+        b.mean().max(self.v_prior) / g.velocity_buckets as f64
+    }
+
+    /// `ln k!`.
+    fn ln_factorial(&self, k: i64) -> f64 {
+        match usize::try_from(k) {
+            Ok(i) if i < self.ln_factorial.len() => self.ln_factorial[i],
+            _ => {
+                let x = k as f64;
+                x * x.ln() - x + 0.5 * (2.0 * std::f64::consts::PI * x).ln() + 1.0 / (12.0 * x)
+                    - 1.0 / (360.0 * x * x * x)
+            }
         }
     }
 
-    /// Brings the velocity baseline up to bucket `upto` using the counts in the ring (a run
-    /// of empty windows at the end is folded in closed form).
+    /// `ln P(X >= s)` for X Poisson with mean `e`, exact (the series of the upper tail,
+    /// summed until its terms no longer matter). 0 (certainty) for `s <= e`, where no rise
+    /// is in question.
+    pub(crate) fn ln_poisson_tail(&self, s: i64, e: f64) -> f64 {
+        if s <= 0 || (s as f64) <= e {
+            return 0.0;
+        }
+        if e <= 0.0 {
+            return f64::NEG_INFINITY;
+        }
+        let ln_pmf = -e + s as f64 * e.ln() - self.ln_factorial(s);
+        // Tail / pmf(s) = 1 + e/(s+1) + e^2/((s+1)(s+2)) + ...; the ratio of terms falls
+        // below e/s < 1, so the sum converges geometrically.
+        let mut sum = 1.0f64;
+        let mut term = 1.0f64;
+        let mut j = s as f64;
+        for _ in 0..10_000 {
+            j += 1.0;
+            term *= e / j;
+            sum += term;
+            if term < 1e-15 * sum {
+                break;
+            }
+        }
+        (ln_pmf + sum.ln()).min(0.0)
+    }
+
+    /// One CUSUM step over a bucket with `x` net likes, against `per_bucket` expected.
+    fn cusum_step(&self, c: &mut f64, since: &mut i64, bucket: i64, x: i64, per_bucket: f64) {
+        let step = x as f64 * self.v_ln_rho - self.v_rho_less_one * per_bucket;
+        if *c <= 0.0 {
+            *since = bucket;
+        }
+        *c = (*c + step).max(0.0);
+    }
+
+    /// Folds closed bucket `k` (velocity window count `window`) into the CUSUM and the
+    /// baseline. After warm-up the count is winsorized; during warm-up (see
+    /// [`warm_decay`]) the baseline learns fast and uncapped and the CUSUM stays at 0.
+    fn fold_bucket(&self, v: &mut VideoState, k: i64, window: i64, warm: bool, g: &Geometry) {
+        if warm {
+            // An episode's own likes are no evidence of the next one: the CUSUM restarts
+            // from 0 once the video may fire again.
+            if v.velocity.may_fire_at(k) {
+                let per_bucket = self.expected_per_bucket(&v.velocity_baseline, g);
+                let mut c = f64::from(v.cusum);
+                let mut since = i64::from(v.cusum_since);
+                self.cusum_step(&mut c, &mut since, k, v.likes_at(k), per_bucket);
+                v.cusum = c as f32;
+                v.cusum_since = index32(since);
+            } else {
+                v.cusum = 0.0;
+            }
+            let b = &mut v.velocity_baseline;
+            let cap = b.mean() + WINSOR_Z * self.velocity_denominator(b);
+            b.step((window as f64).min(cap), self.v_decay);
+        } else {
+            v.cusum = 0.0;
+            let b = &mut v.velocity_baseline;
+            b.step(window as f64, warm_decay(b.obs, self.v_decay));
+        }
+    }
+
+    /// Folds `n` closed buckets without likes into the CUSUM, in closed form: each
+    /// subtracts `(ρ - 1) λ_i`, with `λ_i` the baseline decaying by the EWMA factor until it
+    /// meets the prior.
+    fn cusum_zeros(&self, v: &mut VideoState, n: i64, g: &Geometry) {
+        if n <= 0 || v.cusum <= 0.0 {
+            return;
+        }
+        let mean = v.velocity_baseline.mean();
+        let r = self.v_decay;
+        let above = if mean > self.v_prior && r < 1.0 {
+            // Steps i = 0.. with mean r^i above the prior.
+            let j = ((self.v_prior / mean).ln() / r.ln()).ceil();
+            (j.max(0.0) as i64).min(n)
+        } else {
+            0
+        };
+        let decayed = mean * (1.0 - r.powi(above.min(i64::from(i32::MAX)) as i32)) / (1.0 - r);
+        let total = if above > 0 { decayed } else { 0.0 } + (n - above) as f64 * self.v_prior;
+        let drift = self.v_rho_less_one * total / g.velocity_buckets as f64;
+        v.cusum = (f64::from(v.cusum) - drift).max(0.0) as f32;
+    }
+
+    /// Brings the velocity baseline and CUSUM up to bucket `upto` using the counts in the
+    /// ring (a run of empty buckets at the end is folded in closed form).
     pub(crate) fn catch_up_velocity(
         &self,
         v: &mut VideoState,
@@ -199,13 +376,12 @@ impl Detectors {
         started: i64,
         g: &Geometry,
     ) {
-        let mut b = v.velocity_baseline;
-        let through = i64::from(b.through);
+        let through = i64::from(v.velocity_baseline.through);
         if through >= upto {
             return;
         }
-        // Windows ending after head + n - 1 hold no data; windows before the end of warm-up
-        // are folded one by one because warm-up learning is not a plain EWMA.
+        // Buckets after head + n - 1 hold no data in any window; buckets before the end of
+        // warm-up are folded one by one because warm-up learning is not a plain EWMA.
         let warm_from = (started + g.velocity_warmup_ms).div_euclid(g.bucket_ms);
         let last_stepped = (v.head() + g.velocity_buckets - 1).max(warm_from).min(upto);
         // The window slides one bucket per step: keep its sum instead of re-adding it
@@ -215,11 +391,241 @@ impl Detectors {
         for k in through + 1..=last_stepped {
             window += v.likes_at(k) - v.likes_at(k - n);
             let warm = (k + 1) * g.bucket_ms - started >= g.velocity_warmup_ms;
-            self.fold_velocity(&mut b, window, warm);
+            self.fold_bucket(v, k, window, warm, g);
         }
-        b.zeros(upto - through.max(last_stepped), self.v_decay);
-        b.through = index32(upto);
-        v.velocity_baseline = b;
+        // Past the last stepped bucket every bucket and every window is empty.
+        let zeros = upto - through.max(last_stepped);
+        if !v.velocity.may_fire_at(through.max(last_stepped) + 1) {
+            v.cusum = 0.0;
+        }
+        self.cusum_zeros(v, zeros, g);
+        v.velocity_baseline.zeros(zeros, self.v_decay);
+        v.velocity_baseline.through = index32(upto);
+    }
+
+    /// Runs both velocity tests at a like, on the windows ending with `now` (the bucket of
+    /// the partition's newest event, possibly still open). The baseline must be caught up
+    /// to the last closed bucket.
+    fn velocity_evidence(&self, v: &VideoState, now: i64, g: &Geometry) -> Option<Evidence> {
+        let per_bucket = self.expected_per_bucket(&v.velocity_baseline, g);
+        let first_tier = self.v_tiers.first().copied().unwrap_or(1.0);
+        let mut scan: Option<(usize, i64, f64)> = None;
+        for (&k, &least) in self.v_scan.iter().zip(&self.v_scan_min) {
+            let count = v.likes_window(now, k);
+            if count < least {
+                continue;
+            }
+            let expected = k as f64 * per_bucket;
+            if (count as f64) < first_tier * expected {
+                continue;
+            }
+            let ln_tail = self.ln_poisson_tail(count, expected);
+            if ln_tail > self.v_ln_alpha {
+                continue;
+            }
+            let ratio = count as f64 / expected;
+            let tier = self.v_tiers.iter().rposition(|&t| ratio >= t).unwrap_or(0);
+            if scan.is_none_or(|(t, _, l)| tier > t || (tier == t && ln_tail < l)) {
+                scan = Some((tier, k, ln_tail));
+            }
+        }
+        // The CUSUM through the open buckets, as if they closed now.
+        let through = i64::from(v.velocity_baseline.through);
+        let mut c = f64::from(v.cusum);
+        let mut since = i64::from(v.cusum_since);
+        let open_likes: i64 = (through + 1..=now).map(|b| v.likes_at(b).max(0)).sum();
+        let cusum = if c + open_likes as f64 * self.v_ln_rho >= self.v_cusum_h {
+            for b in through + 1..=now {
+                self.cusum_step(&mut c, &mut since, b, v.likes_at(b), per_bucket);
+            }
+            (c >= self.v_cusum_h).then_some((c, since))
+        } else {
+            None
+        };
+        if scan.is_none() && cusum.is_none() {
+            return None;
+        }
+        Some(Evidence {
+            tier: scan.map_or(0, |(t, _, _)| t),
+            scan: scan.map(|(_, k, l)| (k, l)),
+            cusum,
+        })
+    }
+
+    /// Tests `v` at a like counted while the partition's newest event is in bucket `now`
+    /// and fires or escalates the episode when the evidence suffices. Returns whether the
+    /// video now has an open episode (and must be scored at bucket closes).
+    // The arguments are the video, the clock and where results go; bundling them would
+    // only move the same list into a struct built once per call.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn velocity_on_like(
+        &self,
+        v: &mut VideoState,
+        creator: &str,
+        now: i64,
+        clock: (i64, i64),
+        g: &Geometry,
+        out: &mut Vec<Alert>,
+        tallies: &mut [u64; 4],
+    ) -> bool {
+        let (started, newest) = clock;
+        let warm = (now + 1) * g.bucket_ms - started >= g.velocity_warmup_ms;
+        if !warm {
+            return false;
+        }
+        let Some(evidence) = self.velocity_evidence(v, now, g) else {
+            return v.velocity.phase == Phase::Active;
+        };
+        let decision = lifecycle(
+            &mut v.velocity,
+            now,
+            self.v_cooldown_buckets,
+            self.v_clear_after,
+            Some(evidence.tier),
+            Some(evidence.tier),
+            false,
+        );
+        if let Some((alert_type, t)) = decision {
+            let (r, explanation) = self.explain_velocity(v, now, &evidence, t, g);
+            let d = Decision {
+                alert_type,
+                tier: t,
+                threshold: self.v_tiers[usize::from(t)],
+                episode_start: (i64::from(v.velocity.start) + 1) * g.bucket_ms,
+                watermark: newest,
+                explanation,
+            };
+            push_alert(out, tallies, v, creator, d, &r);
+        }
+        v.velocity.phase == Phase::Active
+    }
+
+    /// The reading an alert carries and its sentence: the scan window that passed (or, for
+    /// the CUSUM alone, the velocity window) and why it is beyond chance.
+    fn explain_velocity(
+        &self,
+        v: &VideoState,
+        now: i64,
+        e: &Evidence,
+        tier: u8,
+        g: &Geometry,
+    ) -> (Reading, String) {
+        let per_bucket = self.expected_per_bucket(&v.velocity_baseline, g);
+        let k = e.scan.map_or(g.velocity_buckets, |(k, _)| k);
+        let count = v.likes_window(now, k);
+        let expected = k as f64 * per_bucket;
+        let minutes = (k * g.bucket_ms) as f64 / 60_000.0;
+        let lr = if count > 0 && (count as f64) > expected {
+            2.0 * (count as f64 * (count as f64 / expected).ln() - (count as f64 - expected))
+        } else {
+            0.0
+        };
+        let r = Reading {
+            count,
+            previous: v.likes_window(now - k, k),
+            mean: expected,
+            stddev: expected.sqrt(),
+            z: lr.max(0.0).sqrt(),
+            ratio: count as f64 / expected,
+            window_start: (now - k + 1) * g.bucket_ms,
+            window_end: (now + 1) * g.bucket_ms,
+            window_minutes: minutes,
+        };
+        let per_min = per_bucket * (60_000 / g.bucket_ms) as f64;
+        let threshold = self.v_tiers[usize::from(tier)];
+        let level = format!(
+            "the false-alarm level of {} false alerts per video per day",
+            self.v_budget
+        );
+        let mut why = match e.scan {
+            Some((_, ln_tail)) => format!(
+                "{count} net likes in the last {} against {:.1} expected from the video's baseline of {per_min:.2}/min ({:.1}x, tier {tier} at {threshold}x): a chance of 1 in {} at the baseline rate, beyond {level} (1 in {} per window tested)",
+                span(k * g.bucket_ms),
+                expected,
+                r.ratio,
+                one_in(ln_tail),
+                one_in(self.v_ln_alpha),
+            ),
+            None => format!(
+                "{count} net likes in the last {} against {:.1} expected from the video's baseline of {per_min:.2}/min ({:.1}x)",
+                span(k * g.bucket_ms),
+                expected,
+                r.ratio
+            ),
+        };
+        if let Some((c, since)) = e.cusum {
+            let rho = self.v_tiers.first().copied().unwrap_or(1.0);
+            why.push_str(&format!(
+                "; sustained rise (CUSUM): the likes since {} ago are {} times likelier at {rho}x the baseline than at the baseline, beyond {level} (1 in {})",
+                span((now + 1 - since) * g.bucket_ms),
+                one_in(-c),
+                one_in(-self.v_cusum_h),
+            ));
+        }
+        (r, why)
+    }
+
+    /// Runs the lifecycle of an open velocity episode at the close of `bucket`: a calm
+    /// velocity window counts towards its end, and `clear_after` calm closes end it. Folds
+    /// the bucket into the baseline. Returns whether to keep watching.
+    // The arguments are the video, the clock and where results go; bundling them would
+    // only move the same list into a struct built once per call.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn score_velocity(
+        &self,
+        v: &mut VideoState,
+        creator: &str,
+        bucket: i64,
+        clock: (i64, i64),
+        g: &Geometry,
+        out: &mut Vec<Alert>,
+        tallies: &mut [u64; 4],
+    ) -> bool {
+        let (started, watermark) = clock;
+        self.catch_up_velocity(v, bucket - 1, started, g);
+        let n = g.velocity_buckets;
+        let b = v.velocity_baseline;
+        let count = v.likes_window(bucket, n);
+        let denom = self.velocity_denominator(&b);
+        let r = Reading {
+            count,
+            previous: v.likes_window(bucket - n, n),
+            mean: b.mean(),
+            stddev: b.stddev(),
+            z: (count as f64 - b.mean()) / denom,
+            ratio: count as f64 / b.mean().max(self.v_prior),
+            window_start: (bucket - n + 1) * g.bucket_ms,
+            window_end: (bucket + 1) * g.bucket_ms,
+            window_minutes: (n * g.bucket_ms) as f64 / 60_000.0,
+        };
+        let warm = r.window_end - started >= g.velocity_warmup_ms;
+        let decision = lifecycle(
+            &mut v.velocity,
+            bucket,
+            self.v_cooldown_buckets,
+            self.v_clear_after,
+            None,
+            None,
+            r.z < self.v_z_clear,
+        );
+        if let Some((alert_type, t)) = decision {
+            let explanation = format!(
+                "viral-velocity episode over: {count} net likes in the last {:.0} min, back within {:.1} sd of the baseline {:.1} for {} evaluations",
+                r.window_minutes, self.v_z_clear, r.mean, self.v_clear_after
+            );
+            let d = Decision {
+                alert_type,
+                tier: t,
+                threshold: self.v_tiers[usize::from(t)],
+                episode_start: (i64::from(v.velocity.start) + 1) * g.bucket_ms,
+                watermark,
+                explanation,
+            };
+            push_alert(out, tallies, v, creator, d, &r);
+        }
+        self.fold_bucket(v, bucket, count, warm, g);
+        v.velocity_baseline.through = index32(bucket);
+        self.velocity_worth_watching(v)
     }
 
     /// Brings the trending baseline up to slot `upto`.
@@ -249,93 +655,13 @@ impl Detectors {
                 if warm {
                     self.t_decay
                 } else {
-                    warm_decay(&b, self.t_decay)
+                    warm_decay(b.obs, self.t_decay)
                 },
             );
         }
         b.zeros(upto - through.max(last_stepped), self.t_decay);
         b.through = index32(upto);
         v.trending_baseline = b;
-    }
-
-    /// Scores `v` on the velocity window ending with closed bucket `bucket`, runs the
-    /// lifecycle, folds the window into the baseline. Returns whether to keep watching.
-    // The arguments are the video, the clock and where results go; bundling them would
-    // only move the same list into a struct built once per call.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn score_velocity(
-        &self,
-        v: &mut VideoState,
-        creator: &str,
-        bucket: i64,
-        clock: (i64, i64),
-        g: &Geometry,
-        out: &mut Vec<Alert>,
-        tallies: &mut [u64; 4],
-    ) -> bool {
-        let (started, watermark) = clock;
-        self.catch_up_velocity(v, bucket - 1, started, g);
-        let n = g.velocity_buckets;
-        let b = v.velocity_baseline;
-        let count = v.likes_window(bucket, n);
-        let previous = v.likes_window(bucket - n, n);
-        let denom = self.velocity_denominator(&b);
-        let r = Reading {
-            count,
-            previous,
-            mean: b.mean(),
-            stddev: b.stddev(),
-            z: (count as f64 - b.mean()) / denom,
-            ratio: count as f64 / b.mean().max(1.0),
-            window_start: (bucket - n + 1) * g.bucket_ms,
-            window_end: (bucket + 1) * g.bucket_ms,
-            window_minutes: (n * g.bucket_ms) as f64 / 60_000.0,
-        };
-        let growth = count as f64 / previous.max(1) as f64;
-        let tier = self.v_tiers.iter().rposition(|&t| r.ratio >= t);
-        let warm = r.window_end - started >= g.velocity_warmup_ms;
-        let fires = warm
-            && count >= self.v_min_count
-            && r.z >= self.v_z_fire
-            && growth >= self.v_min_growth;
-        let escalates = r.z >= self.v_z_fire;
-        let calm = r.z < self.v_z_clear;
-        let decision = lifecycle(
-            &mut v.velocity,
-            bucket,
-            self.v_cooldown_buckets,
-            self.v_clear_after,
-            fires.then_some(tier).flatten(),
-            escalates.then_some(tier).flatten(),
-            calm,
-        );
-        if let Some((alert_type, t)) = decision {
-            let threshold = self.v_tiers[usize::from(t)];
-            let explanation = if alert_type.is_end() {
-                format!(
-                    "viral-velocity episode over: {count} net likes in the last {:.0} min, back within {:.1} sd of the baseline {:.1} for {} evaluations",
-                    r.window_minutes, self.v_z_clear, r.mean, self.v_clear_after
-                )
-            } else {
-                format!(
-                    "{count} net likes in {:.0} min vs a baseline of {:.1} (z={:.1}, {:.1}x baseline >= tier {} at {}x), up {:.1}x on the previous {:.0} min ({previous})",
-                    r.window_minutes, r.mean, r.z, r.ratio, t, threshold, growth, r.window_minutes
-                )
-            };
-            let episode_start = (i64::from(v.velocity.start) + 1) * g.bucket_ms;
-            let d = Decision {
-                alert_type,
-                tier: t,
-                threshold,
-                episode_start,
-                watermark,
-                explanation,
-            };
-            push_alert(out, tallies, v, creator, d, &r);
-        }
-        self.fold_velocity(&mut v.velocity_baseline, count, warm);
-        v.velocity_baseline.through = index32(bucket);
-        self.velocity_worth_watching(v)
     }
 
     /// Scores `v` on the trending window ending with closed slot `slot`, runs the
@@ -359,13 +685,13 @@ impl Detectors {
         let b = v.trending_baseline;
         let count = v.score_window(slot, m, g.slot_buckets);
         let previous = v.score_window(slot - 1, m, g.slot_buckets);
-        let stddev = b.stddev();
         let r = Reading {
             count,
             previous,
             mean: b.mean(),
-            stddev,
-            z: (count as f64 - b.mean()) / stddev.max(b.mean().sqrt()).max(1.0),
+            // The trending baseline keeps no variance; z is against Poisson noise.
+            stddev: 0.0,
+            z: (count as f64 - b.mean()) / b.mean().sqrt().max(1.0),
             ratio: count as f64 / b.mean().max(1.0),
             window_start: (slot - m + 1) * g.slot_ms,
             window_end: (slot + 1) * g.slot_ms,
@@ -419,7 +745,7 @@ impl Detectors {
         let decay = if warm {
             self.t_decay
         } else {
-            warm_decay(&v.trending_baseline, self.t_decay)
+            warm_decay(v.trending_baseline.obs, self.t_decay)
         };
         v.trending_baseline.step(count as f64, decay);
         v.trending_baseline.through = index32(slot);
@@ -430,8 +756,8 @@ impl Detectors {
 /// During a partition's warm-up every video is new to the engine, so a baseline learns as a
 /// running mean (weight `1/(obs+1)`) until the EWMA weight is the larger: a popular video
 /// seen from the first minute gets a true baseline instead of looking viral against zero.
-fn warm_decay(b: &Baseline, decay: f64) -> f64 {
-    let running = 1.0 - 1.0 / (f64::from(b.obs) + 1.0);
+fn warm_decay(obs: u32, decay: f64) -> f64 {
+    let running = 1.0 - 1.0 / (f64::from(obs) + 1.0);
     running.min(decay)
 }
 
@@ -547,4 +873,27 @@ fn push_alert(
         rank: 0,
         previous_rank: 0,
     });
+}
+
+/// "1 in N" for a log-probability, in a form a reader takes in at a glance.
+fn one_in(ln_p: f64) -> String {
+    let n = (-ln_p).exp();
+    if !n.is_finite() || n >= 1e15 {
+        format!("e^{:.0}", -ln_p)
+    } else if n >= 1e4 {
+        format!("{n:.1e}")
+    } else {
+        format!("{n:.0}")
+    }
+}
+
+/// A span of milliseconds as "30 s" or "4.5 min".
+fn span(ms: i64) -> String {
+    if ms < 60_000 {
+        format!("{} s", ms / 1_000)
+    } else if ms % 60_000 == 0 {
+        format!("{} min", ms / 60_000)
+    } else {
+        format!("{:.1} min", ms as f64 / 60_000.0)
+    }
 }

@@ -35,7 +35,7 @@ use crate::event::{Alert, EventKind, EventRef};
 use crate::hash::key_hash;
 use crate::rank::{Candidate, CandidateSet};
 use crate::sketch::EngagementSketch;
-use crate::video::{VideoState, bump, coarse_index, fine_index};
+use crate::video::{CAPPED_SLOTS, VideoState, bump, capped_index, coarse_index, fine_index};
 
 /// What happened to one applied event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -88,7 +88,9 @@ pub struct VideoCounts {
 }
 
 const SNAPSHOT_MAGIC: &[u8; 4] = b"TWPS";
-const SNAPSHOT_VERSION: u16 = 1;
+/// Version 2: the sequential velocity tests (CUSUM state per video), view-capped trending
+/// tallies and a variance-free trending baseline. Version 1 snapshots are refused.
+const SNAPSHOT_VERSION: u16 = 2;
 /// Victims sampled per admission decision once the cap is reached.
 const EVICTION_SAMPLES: usize = 8;
 
@@ -237,7 +239,7 @@ impl PartitionState {
                 }
             },
         };
-        self.count(idx as usize, event.kind, bucket);
+        self.count(idx as usize, event.kind, bucket, out);
         self.stats.counted[event.kind.index()] += 1;
         Verdict::Counted
     }
@@ -484,9 +486,12 @@ impl PartitionState {
         x
     }
 
-    /// Adds one counted event to its video's rings and watches the video if it may fire.
-    fn count(&mut self, idx: usize, kind: EventKind, bucket: u32) {
+    /// Adds one counted event to its video's rings, tests the video at a like (an alert
+    /// may fire at once, on still-open buckets), and watches the video if it must be scored
+    /// at closes.
+    fn count(&mut self, idx: usize, kind: EventKind, bucket: u32, out: &mut Vec<Alert>) {
         let geo = &self.geo;
+        let slot_buckets = geo.slot_buckets;
         let Some(v) = self.videos[idx].as_mut() else {
             return;
         };
@@ -508,22 +513,79 @@ impl PartitionState {
         if like_delta != 0 {
             bump(&mut v.likes[fine_index(bucket)], like_delta);
         }
-        let weight = self.detectors.weight(kind);
+        let slot = bucket.div_euclid(slot_buckets);
+        let weight = self.capped_weight(idx, kind, slot);
+        let geo = &self.geo;
+        let Some(v) = self.videos[idx].as_mut() else {
+            return;
+        };
         if weight != 0 {
-            let slot = bucket.div_euclid(geo.slot_buckets);
             bump(&mut v.score[coarse_index(slot)], weight);
         }
+        let mut active = false;
+        if like_delta > 0 {
+            let newest = self.clock.max_event_time.unwrap_or(0);
+            let now = newest.div_euclid(geo.bucket_ms);
+            let creator = self.creators.get(v.creator);
+            active = self.detectors.velocity_on_like(
+                v,
+                creator,
+                now,
+                (started, newest),
+                geo,
+                out,
+                &mut self.stats.alerts,
+            );
+        }
         let flags = &mut self.watch_flags[idx];
-        if *flags & VELOCITY_FLAG == 0
-            && like_delta > 0
-            && self.detectors.velocity_worth_watching(v)
-        {
+        if *flags & VELOCITY_FLAG == 0 && active {
             *flags |= VELOCITY_FLAG;
             self.velocity_watch.push(idx as u32);
         }
         if *flags & TRENDING_FLAG == 0 && weight > 0 && self.detectors.trending_worth_watching(v) {
             *flags |= TRENDING_FLAG;
             self.trending_watch.push(idx as u32);
+        }
+    }
+
+    /// The change of the video's trending score for one event in `slot`: the kind's
+    /// weight, with views counted only up to the slot's allowance
+    /// (`views_per_interaction` per interaction), whatever order a slot's events come in.
+    /// A slot older than the newest two keeps no tallies: its views score nothing.
+    fn capped_weight(&mut self, idx: usize, kind: EventKind, slot: i64) -> i32 {
+        let d = &self.detectors;
+        let Some(v) = self.videos[idx].as_mut() else {
+            return 0;
+        };
+        let head_slot = v.head().div_euclid(self.geo.slot_buckets);
+        let tracked = slot > head_slot - CAPPED_SLOTS as i64;
+        let i = capped_index(slot);
+        let view_weight = i64::from(d.weight(EventKind::View));
+        match kind {
+            EventKind::View => {
+                if !tracked {
+                    return 0;
+                }
+                let seen = v.slot_views[i];
+                v.slot_views[i] = seen.saturating_add(1);
+                let allowed = d.view_allowance(v.slot_interactions[i]);
+                if i64::from(seen) < allowed {
+                    d.weight(kind)
+                } else {
+                    0
+                }
+            }
+            _ if !tracked => d.weight(kind),
+            _ => {
+                let views = i64::from(v.slot_views[i]);
+                let before = views.min(d.view_allowance(v.slot_interactions[i]));
+                let delta = if kind == EventKind::Unlike { -1 } else { 1 };
+                v.slot_interactions[i] = v.slot_interactions[i].saturating_add(delta);
+                let after = views.min(d.view_allowance(v.slot_interactions[i]));
+                let released = (after - before) * view_weight;
+                let total = i64::from(d.weight(kind)) + released;
+                i32::try_from(total).unwrap_or(if total < 0 { i32::MIN } else { i32::MAX })
+            }
         }
     }
 
@@ -756,8 +818,13 @@ impl PartitionState {
             .ok_or_else(|| CoreError::Snapshot("truncated header".into()))?;
         let version = u16::from_le_bytes(*version);
         if version != SNAPSHOT_VERSION {
+            let why = if version < SNAPSHOT_VERSION {
+                "it was written by an older trendwatch whose detectors kept other state (version 2 brought the sequential velocity tests and view-capped trending); start this partition from an empty state or keep the older release (docs/OPERATIONS.md, upgrades)"
+            } else {
+                "it was written by a newer trendwatch; roll forward again or start from an empty state"
+            };
             return Err(CoreError::Snapshot(format!(
-                "snapshot version {version} is not supported (this build reads {SNAPSHOT_VERSION})"
+                "snapshot version {version} cannot be restored by this build (it reads version {SNAPSHOT_VERSION}): {why}"
             )));
         }
         let snap: SnapshotOwned =

@@ -1,6 +1,7 @@
 //! Per-video state: two rings of counts (fine buckets of net likes for velocity, coarse
-//! slots of weighted engagement for trending), the baselines learned from them, and the
-//! state of each detector's episode. Fixed size, no heap beyond long ids.
+//! slots of weighted engagement for trending), the baselines learned from them, the
+//! velocity CUSUM, the view-cap tallies of the newest slots, and the state of each
+//! detector's episode. Fixed size, no heap beyond long ids.
 
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,18 @@ pub(crate) struct EpisodeState {
     pub(crate) start: u32,
     /// No new episode before this index closes.
     pub(crate) cooldown_until: u32,
+}
+
+impl EpisodeState {
+    /// Whether a new episode may start at evaluation index `at`: none is open and any
+    /// cooldown is over.
+    pub(crate) fn may_fire_at(&self, at: i64) -> bool {
+        match self.phase {
+            Phase::Quiet => true,
+            Phase::Active => false,
+            Phase::Cooldown => at >= i64::from(self.cooldown_until),
+        }
+    }
 }
 
 /// An exponentially weighted mean and variance of a windowed count, updated once per
@@ -82,7 +95,43 @@ impl Baseline {
     }
 }
 
-/// Everything the engine keeps for one tracked video: 240 bytes with ids up to 24 bytes
+/// An exponentially weighted mean of a windowed quantity (no variance: the trending
+/// detector decides on the mean alone), updated once per closed slot, lazily.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct LevelBaseline {
+    pub(crate) mean: f32,
+    /// The last slot folded in.
+    pub(crate) through: u32,
+    /// Observations folded in (saturating); drives the warm-up running mean.
+    pub(crate) obs: u32,
+}
+
+impl LevelBaseline {
+    /// Folds one observation in. `decay` is `1 - alpha`.
+    pub(crate) fn step(&mut self, x: f64, decay: f64) {
+        self.obs = self.obs.saturating_add(1);
+        let mean = f64::from(self.mean);
+        self.mean = (mean + (1.0 - decay) * (x - mean)) as f32;
+    }
+
+    /// The mean, widened.
+    pub(crate) fn mean(&self) -> f64 {
+        f64::from(self.mean).max(0.0)
+    }
+
+    /// Folds `n` zero observations in, in closed form.
+    pub(crate) fn zeros(&mut self, n: i64, decay: f64) {
+        if n > 0 {
+            let rn = decay.powi(n.min(i64::from(i32::MAX)) as i32);
+            self.mean = (f64::from(self.mean) * rn) as f32;
+        }
+    }
+}
+
+/// How many of a video's newest trending slots keep the tallies the view cap needs.
+pub(crate) const CAPPED_SLOTS: usize = 2;
+
+/// Everything the engine keeps for one tracked video: 248 bytes with ids up to 24 bytes
 /// inline (checked by a test), so a million tracked videos fit in a quarter of a gigabyte.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct VideoState {
@@ -93,15 +142,28 @@ pub(crate) struct VideoState {
     pub(crate) events: u32,
     /// Net likes per fine bucket; valid for buckets in `(head - FINE_SLOTS, head]`.
     pub(crate) likes: [i32; FINE_SLOTS],
-    /// Weighted engagement per coarse slot; valid for slots in
-    /// `(head_slot - COARSE_SLOTS, head_slot]`, where `head_slot` is the slot of `head`.
+    /// Weighted engagement per coarse slot, views capped (see `slot_views`); valid for
+    /// slots in `(head_slot - COARSE_SLOTS, head_slot]`, where `head_slot` is the slot of
+    /// `head`.
     pub(crate) score: [i32; COARSE_SLOTS],
+    /// Interactions (likes net of unlikes, shares, comments) in each of the newest
+    /// `CAPPED_SLOTS` slots, indexed by `slot % CAPPED_SLOTS`.
+    pub(crate) slot_interactions: [i32; CAPPED_SLOTS],
+    /// Views seen (saturating) in each of the newest `CAPPED_SLOTS` slots. A slot's score
+    /// counts at most `views_per_interaction` views per interaction of that slot, so a
+    /// burst of views with nothing else scores nothing, whatever order the events come in.
+    pub(crate) slot_views: [u16; CAPPED_SLOTS],
     /// The newest fine bucket holding data.
     pub(crate) head: u32,
     /// Event time of the first event seen.
     pub(crate) first_seen: i64,
     pub(crate) velocity_baseline: Baseline,
-    pub(crate) trending_baseline: Baseline,
+    pub(crate) trending_baseline: LevelBaseline,
+    /// The velocity CUSUM through the baseline's last folded bucket (0: no evidence).
+    pub(crate) cusum: f32,
+    /// The bucket where the CUSUM's current run began (its change-point estimate); valid
+    /// while `cusum > 0`.
+    pub(crate) cusum_since: u32,
     pub(crate) velocity: EpisodeState,
     pub(crate) trending: EpisodeState,
 }
@@ -114,10 +176,14 @@ impl VideoState {
             events: 0,
             likes: [0; FINE_SLOTS],
             score: [0; COARSE_SLOTS],
+            slot_interactions: [0; CAPPED_SLOTS],
+            slot_views: [0; CAPPED_SLOTS],
             head: bucket,
             first_seen: event_time,
             velocity_baseline: Baseline::default(),
-            trending_baseline: Baseline::default(),
+            trending_baseline: LevelBaseline::default(),
+            cusum: 0.0,
+            cusum_since: 0,
             velocity: EpisodeState::default(),
             trending: EpisodeState::default(),
         }
@@ -147,6 +213,11 @@ impl VideoState {
             for s in old_slot + 1..=new_slot {
                 self.score[coarse_index(s)] = 0;
             }
+        }
+        for s in (old_slot + 1).max(new_slot - CAPPED_SLOTS as i64 + 1)..=new_slot {
+            let i = capped_index(s);
+            self.slot_interactions[i] = 0;
+            self.slot_views[i] = 0;
         }
         self.head = bucket_wide as u32;
     }
@@ -216,6 +287,10 @@ pub(crate) fn coarse_index(s: i64) -> usize {
     s.rem_euclid(COARSE_SLOTS as i64) as usize
 }
 
+pub(crate) fn capped_index(s: i64) -> usize {
+    s.rem_euclid(CAPPED_SLOTS as i64) as usize
+}
+
 /// Adds `delta` to a counter, saturating rather than wrapping on absurd volumes.
 pub(crate) fn bump(c: &mut i32, delta: i32) {
     *c = c.saturating_add(delta);
@@ -262,6 +337,6 @@ mod size {
     fn a_tracked_video_stays_small() {
         let size = std::mem::size_of::<Option<super::VideoState>>();
         println!("Option<VideoState> = {size} bytes");
-        assert!(size <= 240, "{size}");
+        assert!(size <= 248, "{size}");
     }
 }

@@ -3,8 +3,10 @@
 //! must not change what the engine decides.
 //!
 //! The model keeps every counted event, evaluates every video at every close with plain
-//! stepping EWMAs in f64, and has no rings, watch lists, lazy catch-up or closed forms.
-//! Those are exactly the engine's optimisations, so agreement says they change nothing.
+//! stepping EWMAs and CUSUMs in f64, tests every like with Poisson tails summed term by
+//! term from their logarithms, caps views by recounting each slot, and has no rings, watch
+//! lists, lazy catch-up, closed forms, tabulated factorials or pre-checks. Those are
+//! exactly the engine's optimisations, so agreement says they change nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, HashSet};
@@ -27,8 +29,9 @@ fn config() -> EngineConfig {
     c.windows.trending_window = s(300);
     c.windows.allowed_lateness = s(5);
     c.windows.dedup_horizon = s(30);
-    c.velocity.min_count = 5;
-    c.velocity.z_fire = 3.0;
+    c.velocity.scan_windows = vec![s(5), s(10), s(15), s(30)];
+    c.velocity.false_alarms_per_video_day = 0.5;
+    c.velocity.prior_likes_per_min = 2.0;
     c.velocity.z_clear = 1.0;
     c.velocity.tiers = vec![2.0, 4.0, 8.0];
     c.velocity.clear_after = 2;
@@ -36,6 +39,7 @@ fn config() -> EngineConfig {
     c.velocity.warmup = s(120);
     c.velocity.baseline_half_life = s(300);
     c.trending.tiers = vec![50.0, 100.0, 200.0];
+    c.trending.views_per_interaction = 2;
     c.trending.min_ratio = 1.5;
     c.trending.clear_fraction = 0.5;
     c.trending.clear_after = 2;
@@ -84,15 +88,56 @@ impl Base {
     }
 }
 
+/// What a slot of a video received: views, interactions and their weights.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    views: i64,
+    interactions: i64,
+    weight: i64,
+}
+
 struct RefVideo {
     id: String,
     likes: BTreeMap<i64, i64>,
-    score: BTreeMap<i64, i64>,
+    slots: BTreeMap<i64, Slot>,
     events: u32,
     vb: Base,
     tb: Base,
+    cusum: f64,
+    cusum_since: i64,
     vel: Ep,
     tr: Ep,
+}
+
+impl RefVideo {
+    /// A slot's score: interaction weights plus views, at most `per` per interaction.
+    fn slot_score(&self, s: i64, per: i64, view_weight: i64) -> i64 {
+        self.slots.get(&s).map_or(0, |x| {
+            x.weight + view_weight * x.views.min(per * x.interactions.max(0))
+        })
+    }
+}
+
+/// `ln P(X >= s)`, X Poisson with mean `e`: the terms summed from their logarithms until
+/// they are e^-40 of the first (for s > e they only fall).
+fn ln_tail(s: i64, e: f64) -> f64 {
+    if s <= 0 || s as f64 <= e {
+        return 0.0;
+    }
+    let mut ln_fact: f64 = (1..=s).map(|i| (i as f64).ln()).sum();
+    let first = -e + s as f64 * e.ln() - ln_fact;
+    let mut sum = 0.0;
+    for j in s.. {
+        if j > s {
+            ln_fact += (j as f64).ln();
+        }
+        let term = -e + j as f64 * e.ln() - ln_fact;
+        if term < first - 40.0 {
+            break;
+        }
+        sum += (term - first).exp();
+    }
+    (first + sum.ln()).min(0.0)
 }
 
 /// One alert as the comparison sees it.
@@ -210,10 +255,12 @@ impl Reference {
                 self.videos.push(RefVideo {
                     id: e.video.clone(),
                     likes: BTreeMap::new(),
-                    score: BTreeMap::new(),
+                    slots: BTreeMap::new(),
                     events: 0,
                     vb: Base::default(),
                     tb: Base::default(),
+                    cusum: 0.0,
+                    cusum_since: 0,
                     vel: Ep::default(),
                     tr: Ep::default(),
                 });
@@ -231,8 +278,97 @@ impl Reference {
         let v = &mut self.videos[pos];
         v.events += 1;
         *v.likes.entry(e.t.div_euclid(self.b)).or_default() += like;
-        *v.score.entry(e.t.div_euclid(self.s)).or_default() += weight;
+        let slot = v.slots.entry(e.t.div_euclid(self.s)).or_default();
+        match e.kind {
+            EventKind::View => slot.views += 1,
+            EventKind::Unlike => {
+                slot.interactions -= 1;
+                slot.weight += weight;
+            }
+            _ => {
+                slot.interactions += 1;
+                slot.weight += weight;
+            }
+        }
+        if like > 0 {
+            self.test_like(pos);
+        }
         Verdict::Counted
+    }
+
+    fn per_bucket(&self, v: &RefVideo) -> f64 {
+        let prior = self.c.velocity.prior_likes_per_min * (self.n * self.b) as f64 / 60_000.0;
+        v.vb.mean.max(0.0).max(prior) / self.n as f64
+    }
+
+    /// Both velocity tests at a like, on the windows ending with the newest bucket.
+    fn test_like(&mut self, pos: usize) {
+        let cfg = self.c.velocity.clone();
+        let now = self.max.div_euclid(self.b);
+        let started = self.started.unwrap();
+        if (now + 1) * self.b - started < ms(cfg.warmup) {
+            return;
+        }
+        let v = &self.videos[pos];
+        let lambda = self.per_bucket(v);
+        let windows = cfg.scan_windows.len() as f64;
+        let per_day = (86_400_000 / self.b) as f64;
+        let budget = cfg.false_alarms_per_video_day;
+        let ln_alpha = (budget / 2.0 / (windows * per_day)).ln();
+        let h = (2.0 * per_day / budget).ln();
+        let rho = cfg.tiers[0];
+        let mut best: Option<(usize, i64, f64)> = None;
+        for d in &cfg.scan_windows {
+            let k = ms(*d) / self.b;
+            let count: i64 = v.likes.range(now - k + 1..=now).map(|(_, x)| *x).sum();
+            let expected = k as f64 * lambda;
+            if (count as f64) < rho * expected || count <= 0 {
+                continue;
+            }
+            let l = ln_tail(count, expected);
+            if l > ln_alpha {
+                continue;
+            }
+            let ratio = count as f64 / expected;
+            let tier = cfg.tiers.iter().rposition(|&t| ratio >= t).unwrap_or(0);
+            if best.is_none_or(|(t, _, bl)| tier > t || (tier == t && l < bl)) {
+                best = Some((tier, k, l));
+            }
+        }
+        let mut c = v.cusum;
+        for bucket in self.next_bucket..=now {
+            let x = v.likes.get(&bucket).copied().unwrap_or(0);
+            c = (c + x as f64 * rho.ln() - (rho - 1.0) * lambda).max(0.0);
+        }
+        let cusum = c >= h;
+        if best.is_none() && !cusum {
+            return;
+        }
+        let tier = best.map_or(0, |(t, _, _)| t);
+        let k = best.map_or(self.n, |(_, k, _)| k);
+        let count: i64 = v.likes.range(now - k + 1..=now).map(|(_, x)| *x).sum();
+        let b = self.b;
+        let cooldown = ms(cfg.cooldown).div_euclid(b) + i64::from(ms(cfg.cooldown) % b != 0);
+        let max = self.max;
+        let v = &mut self.videos[pos];
+        if let Some((_, t)) = lifecycle(
+            &mut v.vel,
+            now,
+            cooldown,
+            cfg.clear_after,
+            Some(tier),
+            Some(tier),
+            false,
+        ) {
+            self.alerts.push((
+                max,
+                v.id.clone(),
+                AlertType::ViralVelocity,
+                t as u32,
+                (v.vel.start + 1) * b,
+                count,
+            ));
+        }
     }
 
     fn advance(&mut self, wm: i64) {
@@ -261,43 +397,51 @@ impl Reference {
         let started = self.started.unwrap();
         let warm = (c + 1) * self.b - started >= ms(cfg.warmup);
         let (n, b, wm) = (self.n, self.b, self.wm);
-        for v in &mut self.videos {
+        let rho = cfg.tiers[0];
+        let lambdas: Vec<f64> = self.videos.iter().map(|v| self.per_bucket(v)).collect();
+        for (v, lambda) in self.videos.iter_mut().zip(lambdas) {
             let sum = |from: i64, to: i64| v.likes.range(from..=to).map(|(_, x)| *x).sum::<i64>();
             let x = sum(c - n + 1, c);
-            let prev = sum(c - 2 * n + 1, c - n);
             let sd = v.vb.var.max(0.0).sqrt();
             let mean = v.vb.mean.max(0.0);
             let denom = sd.max(mean.sqrt()).max(cfg.sigma_floor);
             let z = (x as f64 - mean) / denom;
-            let ratio = x as f64 / mean.max(1.0);
-            let tier = cfg.tiers.iter().rposition(|&t| ratio >= t);
-            let growth = x as f64 / prev.max(1) as f64;
-            let fires = warm
-                && x >= i64::from(cfg.min_count)
-                && z >= cfg.z_fire
-                && growth >= cfg.min_growth;
             let cooldown = ms(cfg.cooldown).div_euclid(b) + i64::from(ms(cfg.cooldown) % b != 0);
-            if let Some((ended, t)) = lifecycle(
-                &mut v.vel,
-                c,
-                cooldown,
-                cfg.clear_after,
-                if fires { tier } else { None },
-                if z >= cfg.z_fire { tier } else { None },
-                z < cfg.z_clear,
-            ) {
-                let ty = if ended {
-                    AlertType::ViralVelocityEnded
-                } else {
-                    AlertType::ViralVelocity
-                };
-                self.alerts
-                    .push((wm, v.id.clone(), ty, t as u32, (v.vel.start + 1) * b, x));
+            if v.vel.active
+                && let Some((true, t)) = lifecycle(
+                    &mut v.vel,
+                    c,
+                    cooldown,
+                    cfg.clear_after,
+                    None,
+                    None,
+                    z < cfg.z_clear,
+                )
+            {
+                self.alerts.push((
+                    wm,
+                    v.id.clone(),
+                    AlertType::ViralVelocityEnded,
+                    t as u32,
+                    (v.vel.start + 1) * b,
+                    x,
+                ));
             }
+            let may_fire = !(v.vel.active || (v.vel.cooling && c < v.vel.cooldown_until));
             if warm {
-                let cap = mean + cfg.z_fire * denom;
+                let bucket_likes = v.likes.get(&c).copied().unwrap_or(0);
+                if v.cusum <= 0.0 {
+                    v.cusum_since = c;
+                }
+                v.cusum = if may_fire {
+                    (v.cusum + bucket_likes as f64 * rho.ln() - (rho - 1.0) * lambda).max(0.0)
+                } else {
+                    0.0
+                };
+                let cap = mean + 6.0 * denom;
                 v.vb.step((x as f64).min(cap), decay);
             } else {
+                v.cusum = 0.0;
                 let d = v.vb.warm_decay(decay);
                 v.vb.step(x as f64, d);
             }
@@ -311,8 +455,12 @@ impl Reference {
         let started = self.started.unwrap();
         let warm = (c + 1) * self.s - started >= ms(cfg.warmup);
         let (m, s, wm) = (self.m, self.s, self.wm);
+        let per = i64::from(cfg.views_per_interaction);
+        let view_weight = i64::from(cfg.weights.view);
         for v in &mut self.videos {
-            let x: i64 = v.score.range(c - m + 1..=c).map(|(_, x)| *x).sum();
+            let x: i64 = (c - m + 1..=c)
+                .map(|k| v.slot_score(k, per, view_weight))
+                .sum();
             let mean = v.tb.mean.max(0.0);
             let ratio = x as f64 / mean.max(1.0);
             let tier = cfg.tiers.iter().rposition(|&t| x as f64 >= t);
@@ -516,7 +664,9 @@ proptest! {
             let likes: i64 = v.likes.range(c - model.n + 1..=c).map(|(_, x)| *x).sum();
             prop_assert_eq!(counts.window_likes, likes, "likes window of {}", v.id);
             let s = model.next_slot - 1;
-            let score: i64 = v.score.range(s - model.m + 1..=s).map(|(_, x)| *x).sum();
+            let per = i64::from(model.c.trending.views_per_interaction);
+            let view_weight = i64::from(model.c.trending.weights.view);
+            let score: i64 = (s - model.m + 1..=s).map(|k| v.slot_score(k, per, view_weight)).sum();
             prop_assert_eq!(counts.window_score, score, "score window of {}", v.id);
         }
         model.finish();
