@@ -1,6 +1,9 @@
 //! Scoring a replay against ground truth.
 //!
-//! - An **alert episode** is a distinct `(video_id, episode_start)` of non-ENDED
+//! The scorer judges **alert episodes** `(video, start, detected_at)`, whoever made them:
+//! the engine, or the Poisson yardstick of [`crate::poisson`].
+//!
+//! - The engine's alert episode is a distinct `(video_id, episode_start)` of non-ENDED
 //!   VIRAL_VELOCITY alerts (escalations of one episode count once). Its detection time is
 //!   the earliest `detected_at` among them.
 //! - A truth episode is **detected** by an alert episode on its video whose detection time
@@ -12,6 +15,11 @@
 //! - Percentiles are nearest-rank.
 //! - Decoys: alert episodes on a decoy's video, by class (VIRAL_VELOCITY must be zero),
 //!   and TRENDING alerts on them, reported separately (a popular video may trend).
+//! - **TRENDING precision** = TRENDING alerts on episode videos / all TRENDING alerts,
+//!   counted by alert (not by video), of the counters' own alerts only (`rank` 0; the
+//!   ranker's board alerts carry a rank); TRENDING_ENDED is not a TRENDING alert. 1.0 when
+//!   there is none. Its companion figure: TRENDING alerts on view-bot decoys (views only,
+//!   not one like), which must be zero.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -35,6 +43,8 @@ pub struct Detection {
     pub p90_delay_s: Option<f64>,
     /// Largest delay, seconds.
     pub max_delay_s: Option<f64>,
+    /// Every delay, seconds, ascending (so reports can pool runs exactly).
+    pub delays_s: Vec<f64>,
 }
 
 /// Alerts on one decoy class.
@@ -46,6 +56,41 @@ pub struct DecoyAlerts {
     pub viral_velocity: u64,
     /// TRENDING alerts on them.
     pub trending: u64,
+}
+
+/// One alert episode of a detector: a video, when the episode began by the detector's
+/// account, and the event time at which it was decided.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AlertEpisode {
+    /// The video.
+    pub video_id: String,
+    /// Start of the episode as the detector sees it (identifies it with its video).
+    pub start_ms: i64,
+    /// Event time of the decision.
+    pub detected_at: i64,
+}
+
+/// The engine's alert episodes: distinct `(video_id, episode_start)` of non-ENDED
+/// VIRAL_VELOCITY alerts, each at its earliest `detected_at`.
+pub fn viral_episodes(alerts: &[Alert]) -> Vec<AlertEpisode> {
+    let mut episodes: BTreeMap<(&str, i64), i64> = BTreeMap::new();
+    for a in alerts
+        .iter()
+        .filter(|a| a.alert_type == AlertType::ViralVelocity)
+    {
+        let e = episodes
+            .entry((&a.video_id, a.episode_start))
+            .or_insert(a.detected_at);
+        *e = (*e).min(a.detected_at);
+    }
+    episodes
+        .into_iter()
+        .map(|((video, start), at)| AlertEpisode {
+            video_id: video.to_string(),
+            start_ms: start,
+            detected_at: at,
+        })
+        .collect()
 }
 
 /// A backtest's figures.
@@ -61,7 +106,7 @@ pub struct Score {
     pub matched_alert_episodes: u64,
     /// All episodes.
     pub overall: Detection,
-    /// By shape (`step`, `ramp`, `spike`).
+    /// By shape (`step`, `ramp`, `slow_burn`, `double_peak`, `spike`).
     pub by_shape: BTreeMap<String, Detection>,
     /// By decoy class (`popular_steady`, `view_bot_burst`, `cold_blip`).
     pub decoys: BTreeMap<String, DecoyAlerts>,
@@ -69,6 +114,14 @@ pub struct Score {
     pub trending_videos: u64,
     /// Of which episode videos.
     pub trending_episode_videos: u64,
+    /// The counters' TRENDING alerts (`rank` 0).
+    pub trending_alerts: u64,
+    /// Of which on episode videos.
+    pub trending_alerts_on_episode_videos: u64,
+    /// `trending_alerts_on_episode_videos / trending_alerts` (1.0 without any).
+    pub trending_precision: f64,
+    /// The counters' TRENDING alerts on view-bot decoys (must be 0).
+    pub trending_on_view_bots: u64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
@@ -87,15 +140,12 @@ fn detection(mut delays: Vec<f64>, episodes: u64) -> Detection {
         median_delay_s: percentile(&delays, 0.5),
         p90_delay_s: percentile(&delays, 0.9),
         max_delay_s: delays.last().copied(),
+        delays_s: delays,
     }
 }
 
 fn shape_name(s: EpisodeShape) -> &'static str {
-    match s {
-        EpisodeShape::Step => "step",
-        EpisodeShape::Ramp => "ramp",
-        EpisodeShape::Spike => "spike",
-    }
+    s.as_str()
 }
 
 fn class_name(c: DecoyClass) -> &'static str {
@@ -106,19 +156,18 @@ fn class_name(c: DecoyClass) -> &'static str {
     }
 }
 
-/// Scores `alerts` against `truth`.
+/// Scores the engine's `alerts` against `truth`.
 pub fn score(alerts: &[Alert], truth: &GroundTruth) -> Score {
-    // Alert episodes: (video, episode_start) -> earliest detection.
-    let mut episodes: HashMap<(&str, i64), i64> = HashMap::new();
-    for a in alerts
+    score_episodes(&viral_episodes(alerts), alerts, truth)
+}
+
+/// Scores a detector's alert `episodes` against `truth`; the TRENDING figures come from
+/// `alerts` (pass none for a detector without a trending verdict).
+pub fn score_episodes(episodes: &[AlertEpisode], alerts: &[Alert], truth: &GroundTruth) -> Score {
+    let episodes: HashMap<(&str, i64), i64> = episodes
         .iter()
-        .filter(|a| a.alert_type == AlertType::ViralVelocity)
-    {
-        let e = episodes
-            .entry((&a.video_id, a.episode_start))
-            .or_insert(a.detected_at);
-        *e = (*e).min(a.detected_at);
-    }
+        .map(|e| ((e.video_id.as_str(), e.start_ms), e.detected_at))
+        .collect();
     let mut by_video: HashMap<&str, Vec<i64>> = HashMap::new();
     for (&(video, _), &at) in &episodes {
         by_video.entry(video).or_default().push(at);
@@ -151,26 +200,38 @@ pub fn score(alerts: &[Alert], truth: &GroundTruth) -> Score {
         }
     }
 
+    let trending_alerts: Vec<&Alert> = alerts
+        .iter()
+        .filter(|a| a.alert_type == AlertType::Trending && a.rank == 0)
+        .collect();
     let mut decoys: BTreeMap<String, DecoyAlerts> = BTreeMap::new();
+    let mut trending_on_view_bots = 0;
     for d in &truth.decoys {
         let entry = decoys.entry(class_name(d.class).to_string()).or_default();
         entry.decoys += 1;
         entry.viral_velocity += by_video
             .get(d.video_id.as_str())
             .map_or(0, |t| t.len() as u64);
-        entry.trending += alerts
+        let on_it = trending_alerts
             .iter()
-            .filter(|a| a.alert_type == AlertType::Trending && a.video_id == d.video_id)
+            .filter(|a| a.video_id == d.video_id)
             .count() as u64;
+        entry.trending += on_it;
+        if d.class == DecoyClass::ViewBotBurst {
+            trending_on_view_bots += on_it;
+        }
     }
 
-    let trending: BTreeSet<&str> = alerts
+    let trending: BTreeSet<&str> = trending_alerts
         .iter()
-        .filter(|a| a.alert_type == AlertType::Trending)
         .map(|a| a.video_id.as_str())
         .collect();
     let episode_videos: BTreeSet<&str> =
         truth.episodes.iter().map(|e| e.video_id.as_str()).collect();
+    let trending_alerts_on_episode_videos = trending_alerts
+        .iter()
+        .filter(|a| episode_videos.contains(a.video_id.as_str()))
+        .count() as u64;
 
     let n_alert = episodes.len() as u64;
     let n_matched = matched.len() as u64;
@@ -196,6 +257,14 @@ pub fn score(alerts: &[Alert], truth: &GroundTruth) -> Score {
         decoys,
         trending_videos: trending.len() as u64,
         trending_episode_videos: trending.intersection(&episode_videos).count() as u64,
+        trending_alerts: trending_alerts.len() as u64,
+        trending_alerts_on_episode_videos,
+        trending_precision: if trending_alerts.is_empty() {
+            1.0
+        } else {
+            trending_alerts_on_episode_videos as f64 / trending_alerts.len() as f64
+        },
+        trending_on_view_bots,
     }
 }
 
@@ -239,6 +308,7 @@ mod tests {
             onset_ms: start - 5_000,
             start_ms: start,
             peak_ms: start + 10_000,
+            second_burst_ms: None,
             end_ms: start + 600_000,
             peak_extra_likes_per_min: 100.0,
             base_likes_per_min: 1.0,
@@ -253,10 +323,11 @@ mod tests {
             end_ms: 10_000_000,
             videos: 10,
             allowed_lateness_ms: 10_000,
+            scale: 1.0,
             episodes: vec![
                 episode("a", EpisodeShape::Step, 1_000_000),
-                episode("b", EpisodeShape::Ramp, 2_000_000),
-                episode("c", EpisodeShape::Spike, 3_000_000),
+                episode("b", EpisodeShape::SlowBurn, 2_000_000),
+                episode("c", EpisodeShape::DoublePeak, 3_000_000),
             ],
             decoys: vec![
                 Decoy {
@@ -268,6 +339,12 @@ mod tests {
                 Decoy {
                     video_id: "q".into(),
                     class: DecoyClass::ColdBlip,
+                    start_ms: 0,
+                    end_ms: 1,
+                },
+                Decoy {
+                    video_id: "bot".into(),
+                    class: DecoyClass::ViewBotBurst,
                     start_ms: 0,
                     end_ms: 1,
                 },
@@ -286,6 +363,16 @@ mod tests {
             // decoys
             alert("q", AlertType::ViralVelocity, 7, 7),
             alert("p", AlertType::Trending, 8, 8),
+            // TRENDING by alert: two on episode video a, one on a view bot; the ranker's
+            // board alert (rank 3) and an ENDED are not counted.
+            alert("a", AlertType::Trending, 1_000_000, 1_100_000),
+            alert("a", AlertType::Trending, 1_000_000, 1_200_000),
+            alert("bot", AlertType::Trending, 9, 9),
+            Alert {
+                rank: 3,
+                ..alert("bot", AlertType::Trending, 10, 10)
+            },
+            alert("bot", AlertType::TrendingEnded, 11, 11),
         ];
         let s = score(&alerts, &truth);
         assert_eq!(s.alert_episodes, 4);
@@ -294,12 +381,26 @@ mod tests {
         assert!((s.recall - 2.0 / 3.0).abs() < 1e-12);
         assert_eq!(s.overall.median_delay_s, Some(20.0));
         assert_eq!(s.overall.p90_delay_s, Some(40.0));
-        assert_eq!(s.by_shape["spike"].detected, 0);
-        assert_eq!(s.by_shape["ramp"].median_delay_s, Some(40.0));
+        assert_eq!(s.by_shape["double_peak"].detected, 0);
+        assert_eq!(s.by_shape["slow_burn"].median_delay_s, Some(40.0));
         assert_eq!(s.decoys["cold_blip"].viral_velocity, 1);
         assert_eq!(s.decoys["popular_steady"].viral_velocity, 0);
         assert_eq!(s.decoys["popular_steady"].trending, 1);
-        assert_eq!((s.trending_videos, s.trending_episode_videos), (1, 0));
+        assert_eq!((s.trending_videos, s.trending_episode_videos), (3, 1));
+        assert_eq!(s.trending_alerts, 4);
+        assert_eq!(s.trending_alerts_on_episode_videos, 2);
+        assert_eq!(s.trending_precision, 0.5);
+        assert_eq!(s.trending_on_view_bots, 1);
+        assert_eq!(s.decoys["view_bot_burst"].trending, 1);
+
+        // The same viral episodes given as a detector's episodes score the same, and
+        // without alerts there is no TRENDING verdict to judge.
+        let eps = viral_episodes(&alerts);
+        assert_eq!(eps.len(), 4);
+        let b = score_episodes(&eps, &[], &truth);
+        assert_eq!((b.precision, b.recall), (s.precision, s.recall));
+        assert_eq!(b.overall, s.overall);
+        assert_eq!((b.trending_alerts, b.trending_precision), (0, 1.0));
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //!
 //! - [`replay`]: runs the engine over an event file exactly as the service will run it.
 //! - [`backtest`]: scores a replay's alerts against a load generator's ground truth.
+//! - [`poisson`]: the per-minute Poisson yardstick scored beside the engine.
 //! - [`partitioner`]: which partition a keyed message lands on.
 //! - [`service`]: the Kafka commands (`run`, `alerts tail`, `publish`, `topics create`).
 
 pub mod backtest;
 pub mod partitioner;
+pub mod poisson;
 pub mod replay;
 pub mod service;

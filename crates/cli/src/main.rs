@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use trendwatch_cli::backtest::{self, Score};
+use trendwatch_cli::poisson::{PoissonBaseline, PoissonParams};
 use trendwatch_cli::replay::{self, ReplayTotals};
 use trendwatch_cli::service::{
     self, KafkaFlags, LeaderboardFlags, PublishFlags, RankFlags, RunFlags, TailFlags,
@@ -193,6 +194,20 @@ struct ReplayArgs {
     /// Split events over N partitions as Kafka's default partitioner would.
     #[arg(long, default_value_t = 1)]
     partitions: u32,
+    /// With --truth, also score a reference model on the same events and print it beside
+    /// ours. `poisson`: the per-minute point-by-point Poisson model of Gnip/Twitter
+    /// (offline, perfect ordering: duplicates dropped, late events counted; net likes per
+    /// video and event-time minute; a minute fires when its count c ≥ 10 and c ≥ ν + 3 ×
+    /// the width of the 99% Poisson interval of ν, the previous minute's count).
+    #[arg(long, value_enum)]
+    baseline: Option<Baseline>,
+}
+
+/// Reference models `replay --baseline` can score.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Baseline {
+    /// Point-by-point Poisson, η = 3, α = 0.99, c_min = 10.
+    Poisson,
 }
 
 fn load_config(file: Option<&PathBuf>) -> Result<Config, ConfigError> {
@@ -356,15 +371,35 @@ fn run_replay(args: &ReplayArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let result = replay::replay(&args.input, format, args.partitions, &config)?;
+    anyhow::ensure!(
+        args.baseline.is_none() || truth.is_some(),
+        "--baseline needs --truth: a reference model is only scored"
+    );
+    let mut poisson = args
+        .baseline
+        .map(|Baseline::Poisson| PoissonBaseline::new(PoissonParams::default()));
+    let result = replay::replay_observed(&args.input, format, args.partitions, &config, |e| {
+        if let Some(p) = poisson.as_mut() {
+            p.observe(e);
+        }
+    })?;
     if let Some(path) = &args.alerts {
         replay::write_alerts(path, &result.alerts)?;
     }
     let score = truth.as_ref().map(|t| backtest::score(&result.alerts, t));
+    let baseline = match (poisson, truth.as_ref()) {
+        (Some(p), Some(t)) => Some(backtest::score_episodes(&p.alert_episodes(), &[], t)),
+        _ => None,
+    };
     if args.json {
-        println!("{}", json!({ "replay": result.totals, "backtest": score }));
+        let mut out = json!({ "replay": result.totals, "backtest": score });
+        if let Some(b) = &baseline {
+            out["baseline"] = json!(b);
+            out["baseline_model"] = json!("poisson");
+        }
+        println!("{out}");
     } else {
-        print_report(&result.totals, score.as_ref());
+        print_report(&result.totals, score.as_ref(), baseline.as_ref());
     }
     Ok(())
 }
@@ -373,7 +408,7 @@ fn opt(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_string(), |x| format!("{x:.1}s"))
 }
 
-fn print_report(t: &ReplayTotals, score: Option<&Score>) {
+fn print_report(t: &ReplayTotals, score: Option<&Score>, baseline: Option<&Score>) {
     let rejected: u64 = t.rejected.values().sum();
     let counted: u64 = t.counted.values().sum();
     println!(
@@ -396,38 +431,71 @@ fn print_report(t: &ReplayTotals, score: Option<&Score>) {
     );
     println!("  alerts {:?}", t.alerts);
     if let Some(s) = score {
+        // Ours, and the reference model's beside it when there is one.
+        let beside = |f: &dyn Fn(&Score) -> String| {
+            baseline.map_or_else(String::new, |b| format!("   | poisson: {}", f(b)))
+        };
         println!(
-            "backtest: precision {:.3} ({} of {} alert episodes match), recall {:.3} ({} of {} episodes)",
+            "backtest: precision {:.3} ({} of {} alert episodes match), recall {:.3} ({} of {} episodes){}",
             s.precision,
             s.matched_alert_episodes,
             s.alert_episodes,
             s.recall,
             s.overall.detected,
-            s.overall.episodes
+            s.overall.episodes,
+            beside(&|b| format!(
+                "precision {:.3} ({}/{}), recall {:.3}",
+                b.precision, b.matched_alert_episodes, b.alert_episodes, b.recall
+            ))
         );
+        let delays = |d: &backtest::Detection| {
+            format!(
+                "median {}, p90 {}, max {}",
+                opt(d.median_delay_s),
+                opt(d.p90_delay_s),
+                opt(d.max_delay_s)
+            )
+        };
         println!(
-            "  delay from 10% of peak: median {}, p90 {}, max {}",
-            opt(s.overall.median_delay_s),
-            opt(s.overall.p90_delay_s),
-            opt(s.overall.max_delay_s)
+            "  delay from 10% of peak: {}{}",
+            delays(&s.overall),
+            beside(&|b| delays(&b.overall))
         );
         for (shape, d) in &s.by_shape {
+            let line = |d: &backtest::Detection| {
+                format!(
+                    "{}/{} detected, median {}, p90 {}",
+                    d.detected,
+                    d.episodes,
+                    opt(d.median_delay_s),
+                    opt(d.p90_delay_s)
+                )
+            };
             println!(
-                "  {shape:6} {}/{} detected, median {}, p90 {}",
-                d.detected,
-                d.episodes,
-                opt(d.median_delay_s),
-                opt(d.p90_delay_s)
+                "  {shape:11} {}{}",
+                line(d),
+                beside(&|b| b.by_shape.get(shape).map_or_else(String::new, line))
             );
         }
         println!(
-            "  TRENDING on {} videos, {} of them episode videos",
-            s.trending_videos, s.trending_episode_videos
+            "  TRENDING: {} alerts, {} on episode videos (precision {:.3}), {} on view-bot decoys; on {} videos, {} of them episode videos",
+            s.trending_alerts,
+            s.trending_alerts_on_episode_videos,
+            s.trending_precision,
+            s.trending_on_view_bots,
+            s.trending_videos,
+            s.trending_episode_videos
         );
         for (class, d) in &s.decoys {
             println!(
-                "  decoys {class:15} {:3}: {} VIRAL_VELOCITY, {} TRENDING",
-                d.decoys, d.viral_velocity, d.trending
+                "  decoys {class:15} {:3}: {} VIRAL_VELOCITY, {} TRENDING{}",
+                d.decoys,
+                d.viral_velocity,
+                d.trending,
+                beside(&|b| format!(
+                    "{} alert episodes",
+                    b.decoys.get(class).map_or(0, |x| x.viral_velocity)
+                ))
             );
         }
     }

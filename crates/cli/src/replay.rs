@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use trendwatch_config::Config;
-use trendwatch_core::{Alert, EventKind, PartitionState};
+use trendwatch_core::{Alert, EventKind, EventRef, PartitionState};
 use trendwatch_proto::files::{AlertFileWriter, Format, RecordReader};
 use trendwatch_proto::{AlertRecord, decode_in};
 
@@ -71,6 +71,18 @@ pub fn replay(
     partitions: u32,
     config: &Config,
 ) -> anyhow::Result<Replay> {
+    replay_observed(input, format, partitions, config, |_| {})
+}
+
+/// [`replay`], showing every accepted event (in file order, before the engine sees it) to
+/// `observe` too: how a reference model reads the same events in the same pass.
+pub fn replay_observed(
+    input: &Path,
+    format: Option<Format>,
+    partitions: u32,
+    config: &Config,
+    mut observe: impl FnMut(&EventRef<'_>),
+) -> anyhow::Result<Replay> {
     let format = match format {
         Some(f) => f,
         None => Format::from_path(input)?,
@@ -103,6 +115,7 @@ pub fn replay(
                 continue;
             }
         };
+        observe(&event);
         let p = partition_for(event.video_id.as_bytes(), partitions) as usize;
         // Verdicts are tallied by the state itself; the replay reads them from its stats.
         states[p].apply(&event, &mut outs[p]);

@@ -1,8 +1,9 @@
 //! The trendwatch load generator: deterministic, realistic engagement workloads with the
 //! ground truth to score a detector against.
 //!
-//! [`model`] describes the workload (Zipf popularity, daily rhythm, viral episodes of three
-//! shapes, three classes of decoys, disorder, late and duplicate deliveries); [`truth`] the
+//! [`model`] describes the workload (Zipf popularity, per-video like shares, daily rhythm,
+//! viral episodes of five shapes and sizes from 10× to 150× of normal, three classes of
+//! decoys, a platform scale, disorder, late and duplicate deliveries); [`truth`] the
 //! JSON written next to the events; [`run`] is the command both `trendwatch-loadgen` and
 //! `trendwatch loadgen` execute.
 
@@ -33,12 +34,18 @@ pub struct LoadgenArgs {
     /// Distinct videos.
     #[arg(long, default_value_t = 100_000)]
     pub videos: u64,
-    /// Background events (episodes and decoys add theirs on top). Ignored if --rate is given.
+    /// Background events at scale 1 (the run has events × scale; episodes and decoys add
+    /// theirs on top). Ignored if --rate is given.
     #[arg(long, default_value_t = 1_000_000)]
     pub events: u64,
-    /// Background events per second of simulated time; overrides --events.
+    /// Background events per second of simulated time at scale 1; overrides --events.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Platform scale: multiplies every rate — background events, episode peaks (and
+    /// their floor of 10 extra likes a minute), view-bot bursts. Like blips stay 4–8 likes
+    /// in one minute at every scale (the small-count case a detector must not fire on).
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
     /// Simulated time span, e.g. "2h", "90m".
     #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
     pub duration: Duration,
@@ -48,23 +55,29 @@ pub struct LoadgenArgs {
     /// Seed: the same seed and options give byte-identical files.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Viral episodes to inject.
+    /// Viral episodes to inject: shapes step, ramp (exponential, time constant 1–5 min),
+    /// slow_burn (linear over 10–40 min), double_peak, spike, drawn uniformly; peak extra
+    /// likes 10–150× the video's normal (half of them 10–25×), at least 10 a minute × scale.
     #[arg(long, default_value_t = 50)]
     pub episodes: u32,
-    /// Decoys of each class (popular_steady, view_bot_burst, cold_blip).
+    /// Decoys of each class: popular_steady (the most popular videos, steady),
+    /// view_bot_burst (800–3 000 views a minute × scale for 5–15 min, no likes),
+    /// cold_blip (4–8 likes within one minute on a cold video).
     #[arg(long, default_value_t = 50)]
     pub decoys: u32,
-    /// The consumer's allowed lateness: disorder stays inside it, late events go beyond.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    /// The consumer's allowed lateness: late events are delayed beyond it (40 s–5 min, or
+    /// from 1 s past a longer lateness); out-of-order delays (0.5–25 s) are cut to
+    /// lateness − 2 s when it is shorter.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub lateness: Duration,
-    /// Fraction of events delivered out of order within the lateness.
-    #[arg(long, default_value_t = 0.05)]
+    /// Fraction of events delivered out of order (delayed 0.5–25 s, within the lateness).
+    #[arg(long, default_value_t = 0.06)]
     pub disorder_fraction: f64,
-    /// Fraction of events delivered beyond the lateness.
-    #[arg(long, default_value_t = 0.002)]
+    /// Fraction of events delivered very late (delayed 40 s–5 min, beyond the lateness).
+    #[arg(long, default_value_t = 0.0025)]
     pub late_fraction: f64,
-    /// Fraction of events delivered twice.
-    #[arg(long, default_value_t = 0.005)]
+    /// Fraction of events delivered twice (0–3 s after the first copy, same id).
+    #[arg(long, default_value_t = 0.01)]
     pub dup_fraction: f64,
     /// Zipf exponent of video popularity.
     #[arg(long, default_value_t = 1.0)]
@@ -99,6 +112,10 @@ impl LoadgenArgs {
             anyhow::ensure!((0.0..=0.5).contains(&f), "{name} must be between 0 and 0.5");
         }
         anyhow::ensure!(self.videos >= 100, "--videos must be at least 100");
+        anyhow::ensure!(
+            self.scale.is_finite() && self.scale > 0.0 && self.scale <= 1_000.0,
+            "--scale must be above 0 and at most 1000"
+        );
         let events = match self.rate {
             Some(r) => (r * duration_ms as f64 / 1_000.0) as u64,
             None => self.events,
@@ -111,11 +128,12 @@ impl LoadgenArgs {
             seed: self.seed,
             episodes: self.episodes,
             decoys_per_class: self.decoys,
-            lateness_ms: i64::try_from(self.lateness.as_millis()).unwrap_or(10_000),
+            lateness_ms: i64::try_from(self.lateness.as_millis()).unwrap_or(30_000),
             disorder_fraction: self.disorder_fraction,
             late_fraction: self.late_fraction,
             dup_fraction: self.dup_fraction,
             zipf: self.zipf,
+            scale: self.scale,
         })
     }
 }
@@ -166,7 +184,7 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<Summary> {
         .clone()
         .unwrap_or_else(|| args.out.with_file_name("truth.json"));
     let bar = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(workload.events);
+        let bar = ProgressBar::new((workload.events as f64 * workload.scale) as u64);
         bar.set_style(
             ProgressStyle::with_template("{msg:10} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())

@@ -10,10 +10,36 @@ use serde::{Deserialize, Serialize};
 pub enum EpisodeShape {
     /// Jumps to its peak rate at onset, holds, then decays.
     Step,
-    /// Grows exponentially from a trickle to its peak, holds, then decays.
+    /// Grows exponentially from a trickle (1% of peak) to its peak, holds, then decays.
     Ramp,
     /// A short burst of one to two minutes.
     Spike,
+    /// Grows linearly from nothing to its peak over 10–40 minutes, holds, then decays.
+    SlowBurn,
+    /// Two short bursts a few minutes apart, the second 0.5–1.5× the first.
+    DoublePeak,
+}
+
+impl EpisodeShape {
+    /// Every shape, in the order the generator draws them from.
+    pub const ALL: [EpisodeShape; 5] = [
+        EpisodeShape::Step,
+        EpisodeShape::Ramp,
+        EpisodeShape::SlowBurn,
+        EpisodeShape::DoublePeak,
+        EpisodeShape::Spike,
+    ];
+
+    /// The name used in the truth JSON and in reports (`slow_burn`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EpisodeShape::Step => "step",
+            EpisodeShape::Ramp => "ramp",
+            EpisodeShape::Spike => "spike",
+            EpisodeShape::SlowBurn => "slow_burn",
+            EpisodeShape::DoublePeak => "double_peak",
+        }
+    }
 }
 
 /// One injected viral episode: a video whose likes climb far above its own normal.
@@ -30,11 +56,14 @@ pub struct Episode {
     /// When the extra like rate first reaches 10% of its peak: detection delay is measured
     /// from here, so delays are comparable across shapes.
     pub start_ms: i64,
-    /// When the extra like rate reaches its peak.
+    /// When the extra like rate reaches its (highest) peak.
     pub peak_ms: i64,
+    /// Double peaks only: when the second burst begins (the first begins at `onset_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_burst_ms: Option<i64>,
     /// When the extra traffic is over.
     pub end_ms: i64,
-    /// Peak extra likes per minute.
+    /// Peak extra likes per minute (of a double peak: the higher burst's).
     pub peak_extra_likes_per_min: f64,
     /// The video's normal likes per minute at onset (before the daily rhythm).
     pub base_likes_per_min: f64,
@@ -80,6 +109,10 @@ pub struct TruthCounts {
     pub late: u64,
 }
 
+fn unit_scale() -> f64 {
+    1.0
+}
+
 /// Everything a backtest needs to score a replay of the generated events.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GroundTruth {
@@ -93,6 +126,10 @@ pub struct GroundTruth {
     pub videos: u64,
     /// The allowed lateness the generator assumed when making events late.
     pub allowed_lateness_ms: i64,
+    /// The platform scale every rate was multiplied by (1.0 in files written before the
+    /// option existed).
+    #[serde(default = "unit_scale")]
+    pub scale: f64,
     /// Injected viral episodes.
     pub episodes: Vec<Episode>,
     /// Decoys that must not be called viral.
