@@ -4,7 +4,7 @@
 #   - an "independent-like" workload — 20 000 videos, 5 h, 40 episodes of five shapes,
 #     20 decoys per class, the loadgen's delivery defaults (6% out of order 0.5–25 s,
 #     0.25% 40 s–5 min late, 1% duplicates) — for seeds 1, 2, 3 at scales 0.25, 0.5, 1, 2, 4
-#     (1 500 000 background events at scale 1: see docs/QUALITY.md for why), and
+#     (3 000 000 background events at scale 1: see docs/QUALITY.md for why), and
 #   - the default loadgen workload (100 000 videos, 2 h, 50 episodes) for seeds 1, 2, 3.
 # Writes one JSON line per run to docs/quality/matrix.jsonl and the table to stdout and
 # docs/quality/matrix.md.
@@ -42,7 +42,7 @@ run() { # name, workload, seed, scale, loadgen args...
   echo "$name done in $(($(date +%s) - t0)) s" >&2
   rm -f "$work/$name.pb"
 }
-independent=(--videos 20000 --duration 5h --episodes 40 --decoys 20 --events 1500000)
+independent=(--videos 20000 --duration 5h --episodes 40 --decoys 20 --events 3000000)
 for scale in $scales; do
   for seed in $seeds; do
     run "independent-x$scale-s$seed" independent "$seed" "$scale" "${independent[@]}"

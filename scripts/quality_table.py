@@ -7,7 +7,9 @@ Usage: quality_table.py MATRIX.jsonl            print the markdown table
 
 One row per run (workload × scale × seed), then per-shape rows pooled over the seeds of each
 scale (delays pooled exactly: the backtest reports every delay). "ours" is the engine with the
-default configuration, "Poisson" the per-minute yardstick (`replay --baseline poisson`).
+default configuration, "Poisson" the per-minute yardstick (`replay --baseline poisson`),
+"limit" the physical limit: an oracle told the episodes that decides at the 4th like of
+each episode's video from its start (crates/cli/src/oracle.rs).
 Targets (issue 12, "What it must show", item 1), on every row of scale >= 0.5: precision and
 recall >= 0.95, median delay <= 30 s, p90 <= 90 s, median <= half the Poisson model's at
 equal or better precision and recall, no VIRAL_VELOCITY alert on decoys, TRENDING precision
@@ -53,9 +55,10 @@ def decoy_vv(score):
     return sum(d["viral_velocity"] for d in score["decoys"].values())
 
 
-def row(label, scale, ours, theirs, trending=None):
+def row(label, scale, ours, theirs, trending=None, limit=None):
     """A table row: a dict of figures (for the checker) and its cells."""
     (p, det, n, delays), (bp, bdet, bn, bdelays) = ours, theirs
+    ldelays = limit[3] if limit else []
     r = {
         "label": label,
         "scale": scale,
@@ -69,6 +72,8 @@ def row(label, scale, ours, theirs, trending=None):
         "b_recall": bdet / bn if bn else None,
         "b_median": percentile(bdelays, 0.5),
         "b_p90": percentile(bdelays, 0.9),
+        "l_median": percentile(ldelays, 0.5),
+        "l_p90": percentile(ldelays, 0.9),
     }
     if trending is not None:
         r.update(trending)
@@ -88,6 +93,8 @@ def cells(r):
         fmt_f(r["b_recall"]),
         fmt_s(r["b_median"]),
         fmt_s(r["b_p90"]),
+        fmt_s(r["l_median"]),
+        fmt_s(r["l_p90"]),
         f"{r['trending_precision']:.3f} ({r['trending_alerts']})" if t else "",
         str(r["trending_on_view_bots"]) if t else "",
         str(r["vv_on_decoys"]) if t else "",
@@ -110,6 +117,7 @@ def rows(runs):
                     "trending_on_view_bots": s["trending_on_view_bots"],
                     "vv_on_decoys": decoy_vv(s),
                 },
+                detector(run["result"]["oracle"]) if "oracle" in run["result"] else None,
             )
         )
     # Per-shape rows, pooled over seeds, per workload and scale.
@@ -120,17 +128,25 @@ def rows(runs):
         seeds = ",".join(str(r["seed"]) for r in group)
         for shape in SHAPES:
             pooled = []
-            for key in ("backtest", "baseline"):
+            for key in ("backtest", "baseline", "oracle"):
                 det = n = 0
                 delays = []
                 for r in group:
+                    if key not in r["result"]:
+                        continue
                     _, d, e, ds = detector(r["result"][key], shape)
                     det, n, delays = det + d, n + e, delays + ds
                 pooled.append((None, det, n, sorted(delays)))
             if pooled[0][2] == 0:
                 continue
             out.append(
-                row(f"{workload} {scale}× {shape} (seeds {seeds})", scale, *pooled)
+                row(
+                    f"{workload} {scale}× {shape} (seeds {seeds})",
+                    scale,
+                    pooled[0],
+                    pooled[1],
+                    limit=pooled[2],
+                )
             )
     return out
 
@@ -175,6 +191,8 @@ HEADER = [
     "Poisson recall",
     "Poisson median",
     "Poisson p90",
+    "limit median",
+    "limit p90",
     "TRENDING precision (alerts)",
     "TRENDING on view bots",
     "VIRAL_VELOCITY on decoys",

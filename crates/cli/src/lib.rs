@@ -8,6 +8,7 @@
 //! - [`service`]: the Kafka commands (`run`, `alerts tail`, `publish`, `topics create`).
 
 pub mod backtest;
+pub mod oracle;
 pub mod partitioner;
 pub mod poisson;
 pub mod replay;

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use trendwatch_cli::backtest::{self, Score};
+use trendwatch_cli::oracle::{ORACLE_LIKES, OracleBaseline};
 use trendwatch_cli::poisson::{PoissonBaseline, PoissonParams};
 use trendwatch_cli::replay::{self, ReplayTotals};
 use trendwatch_cli::service::{
@@ -378,9 +379,17 @@ fn run_replay(args: &ReplayArgs) -> anyhow::Result<()> {
     let mut poisson = args
         .baseline
         .map(|Baseline::Poisson| PoissonBaseline::new(PoissonParams::default()));
+    // Beside the reference model, the physical limit: an oracle that knows the episodes.
+    let mut oracle = match (&poisson, &truth) {
+        (Some(_), Some(t)) => Some(OracleBaseline::new(t, ORACLE_LIKES)),
+        _ => None,
+    };
     let result = replay::replay_observed(&args.input, format, args.partitions, &config, |e| {
         if let Some(p) = poisson.as_mut() {
             p.observe(e);
+        }
+        if let Some(o) = oracle.as_mut() {
+            o.observe(e);
         }
     })?;
     if let Some(path) = &args.alerts {
@@ -397,9 +406,28 @@ fn run_replay(args: &ReplayArgs) -> anyhow::Result<()> {
             out["baseline"] = json!(b);
             out["baseline_model"] = json!("poisson");
         }
+        if let (Some(o), Some(t)) = (oracle, truth.as_ref()) {
+            out["oracle"] = json!(backtest::score_episodes(&o.alert_episodes(t), &[], t));
+            out["oracle_likes"] = json!(ORACLE_LIKES);
+        }
         println!("{out}");
     } else {
         print_report(&result.totals, score.as_ref(), baseline.as_ref());
+        if let (Some(o), Some(t)) = (oracle, truth.as_ref()) {
+            let limit = backtest::score_episodes(&o.alert_episodes(t), &[], t);
+            println!(
+                "  physical limit (an oracle deciding at the {ORACLE_LIKES}th like from each start): median {}, p90 {}",
+                opt(limit.overall.median_delay_s),
+                opt(limit.overall.p90_delay_s)
+            );
+            for (shape, d) in &limit.by_shape {
+                println!(
+                    "    {shape:<11} median {}, p90 {}",
+                    opt(d.median_delay_s),
+                    opt(d.p90_delay_s)
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -14,10 +14,10 @@
 //!   SHARE, 2% COMMENT, the other 95% split into VIEW, LIKE (the video's like share of the
 //!   views) and UNLIKE (one ninth of the likes). A video's normal like rate is therefore
 //!   steady, up to the slow daily rhythm; in the truth it is `base_likes_per_min`.
-//! - **Viral episodes.** Extra traffic on distinct videos drawn from three popularity bands
-//!   (20% ranks 100–1 000, 50% ranks 1 000–20 000, 30% the long tail beyond 20 000; in a
-//!   catalogue of fewer than 40 000 videos the tail is its less popular half, and in one of
-//!   fewer than 2 000 the middle band starts at a quarter of it). The extra like rate has one of five shapes, drawn uniformly:
+//! - **Viral episodes.** Extra traffic on distinct videos drawn by their normal like rate
+//!   at scale 1: 60% warm (0.5–5 likes a minute), 25% lukewarm (0.05–0.5), 15% cold (the
+//!   rest of the catalogue), never among the popular-steady decoys. The extra like rate
+//!   has one of five shapes, drawn uniformly:
 //!   - `step`: at full height from onset, held 3–10 min;
 //!   - `ramp`: exponential growth from 1% of peak with a time constant (e-folding time) of
 //!     1–5 min, so 4.6–23 min to the peak, held 3–8 min;
@@ -31,8 +31,9 @@
 //!   cut at 1% of peak). The **size** is the ratio of the peak extra like rate to the
 //!   video's normal like rate (at scale 1), log-uniform in 10–25× for half of the episodes
 //!   ("moderate", close to what noise looks like on a warm video) and in 25–150× for the
-//!   other half; the peak is `max(ratio × normal, 10) × scale` extra likes per minute, so
-//!   on cold videos peaks go as low as 10 extra likes a minute at scale 1 (2.5 at 0.25).
+//!   other half; the peak is `max(ratio × normal, floor) × scale` extra likes per minute
+//!   with a floor log-uniform in 10–30, so on cold videos peaks go as low as 10 extra
+//!   likes a minute at scale 1 (2.5 at 0.25).
 //!   Each extra like brings the video's own number of views per like (1 / like share:
 //!   8–50), 0.1 shares and 0.05 comments. Ground truth `start` is the first instant the
 //!   extra like rate reaches 10% of the episode's (highest) peak, computed exactly from
@@ -450,19 +451,31 @@ pub fn generate(
         .map(|_| draw(&mut plan, 0, u64::from(w.decoys_per_class).min(videos / 4)))
         .collect();
 
-    // The middle band ends and the tail begins at rank 20 000, or at half a small
-    // catalogue (so the tail is never empty).
-    let tail = if videos >= 40_000 { 20_000 } else { videos / 2 };
+    // Episode videos by their normal like rate at scale 1 (a 7% like share): 60% warm
+    // (0.5–5 likes a minute), 25% lukewarm (0.05–0.5), 15% cold (below 0.05, where the peak
+    // floor decides). Rank r of a Zipf catalogue gets rate(1) / r^zipf.
+    let top_rate = mean_rate_per_ms / scale * 60_000.0 / h * 0.07;
+    let rank_of = |rate: f64| -> u64 { ((top_rate / rate).powf(1.0 / w.zipf.max(0.1))) as u64 };
+    let first_free = popular.len() as u64;
+    let band_of = |lo_rate: f64, hi_rate: f64| -> (u64, u64) {
+        let lo = rank_of(hi_rate).max(first_free).min(videos - 1);
+        let hi = rank_of(lo_rate).clamp(lo + 1, videos);
+        (lo, hi)
+    };
+    let warm = band_of(0.5, 5.0);
+    let lukewarm = band_of(0.05, 0.5);
+    let cold = (lukewarm.1.min(videos - 1), videos);
     let mut episodes = Vec::new();
     for _ in 0..w.episodes {
         let band: f64 = plan.random();
-        let v = if band < 0.2 {
-            draw(&mut plan, 100, 1_000)
-        } else if band < 0.7 {
-            draw(&mut plan, 1_000.min(tail / 2), tail)
+        let (lo, hi) = if band < 0.6 {
+            warm
+        } else if band < 0.85 {
+            lukewarm
         } else {
-            draw(&mut plan, tail, videos)
+            cold
         };
+        let v = draw(&mut plan, lo, hi);
         let shape = EpisodeShape::ALL[plan.random_range(0..EpisodeShape::ALL.len())];
         let base = base_likes_per_min(v);
         // Half moderate (10–25×), half 25–150×, log-uniform within each half.
@@ -472,7 +485,9 @@ pub fn generate(
             (25.0, 150.0)
         };
         let ratio = (lo.ln() + plan.random::<f64>() * (hi.ln() - lo.ln())).exp();
-        let peak = (ratio * base).max(MIN_PEAK_PER_MIN * scale);
+        // The floor itself varies (10–30 a minute at scale 1): peaks go as low as 10.
+        let floor = MIN_PEAK_PER_MIN * (plan.random::<f64>() * 3f64.ln()).exp();
+        let peak = (ratio * base).max(floor * scale);
         let params = ShapeParams::draw(&mut plan, shape, peak);
         let (len, to_start, to_peak) = shape_times(shape, &params);
         let onset = window(&mut plan, len);
