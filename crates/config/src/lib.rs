@@ -187,6 +187,7 @@ mod tests {
             env(&[
                 ("TRENDWATCH__ENGINE__WINDOWS__BUCKET", "5s"),
                 ("TRENDWATCH__ENGINE__WINDOWS__VELOCITY_WINDOW", "30s"),
+                ("TRENDWATCH__ENGINE__WINDOWS__ALLOWED_LATENESS", "10s"),
                 (
                     "TRENDWATCH__ENGINE__VELOCITY__FALSE_ALARMS_PER_VIDEO_DAY",
                     "0.01",
@@ -216,7 +217,7 @@ mod tests {
         let err = Config::load(
             None,
             env(&[
-                ("TRENDWATCH__ENGINE__VELOCITY__Z_CLEAR", "9"),
+                ("TRENDWATCH__ENGINE__VELOCITY__Z_CLEAR", "-1"),
                 ("TRENDWATCH__VALIDATION__MAX_ID_BYTES", "0"),
             ]),
         )

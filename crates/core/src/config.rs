@@ -103,7 +103,8 @@ pub struct VelocityConfig {
     /// follow its baseline (a Poisson process). Sets both tests' thresholds.
     pub false_alarms_per_video_day: f64,
     /// The scan's windows, each a multiple of `engine.windows.bucket`, at most the velocity
-    /// window. Each ends with the newest bucket, open or not.
+    /// window. Each ends with the newest bucket, open or not. Empty (the default): one, two
+    /// and three buckets and the velocity window, so the set follows the geometry.
     #[serde(with = "humantime_serde_vec")]
     pub scan_windows: Vec<Duration>,
     /// The baseline a video is tested against until its own is higher, in net likes per
@@ -203,7 +204,7 @@ impl Default for VelocityConfig {
         Self {
             baseline_half_life: Duration::from_secs(30 * 60),
             false_alarms_per_video_day: 0.001,
-            scan_windows: [10, 20, 30, 60].map(Duration::from_secs).to_vec(),
+            scan_windows: Vec::new(),
             prior_likes_per_min: 1.0,
             z_clear: 2.0,
             sigma_floor: 1.0,
@@ -267,6 +268,23 @@ fn check_tiers(errors: &mut Vec<String>, name: &str, tiers: &[f64]) {
     }
     if tiers.windows(2).any(|w| w[0] >= w[1]) {
         errors.push(format!("{name}: tiers must be strictly ascending"));
+    }
+}
+
+impl VelocityConfig {
+    /// The scan windows in force: the configured ones, or (none configured) one, two and
+    /// three buckets and the velocity window, ascending and without repeats.
+    pub fn effective_scan_windows(&self, windows: &WindowConfig) -> Vec<Duration> {
+        if !self.scan_windows.is_empty() {
+            return self.scan_windows.clone();
+        }
+        let mut all: Vec<Duration> = (1..=3)
+            .map(|k| windows.bucket * k)
+            .filter(|d| *d <= windows.velocity_window)
+            .chain([windows.velocity_window])
+            .collect();
+        all.dedup();
+        all
     }
 }
 
@@ -346,9 +364,9 @@ impl EngineConfig {
                     .to_string(),
             );
         }
-        if v.scan_windows.is_empty() || v.scan_windows.len() > MAX_SCAN_WINDOWS {
+        if v.scan_windows.len() > MAX_SCAN_WINDOWS {
             errors.push(format!(
-                "engine.velocity.scan_windows: needs 1 to {MAX_SCAN_WINDOWS} windows, has {}",
+                "engine.velocity.scan_windows: at most {MAX_SCAN_WINDOWS} windows, has {}",
                 v.scan_windows.len()
             ));
         }

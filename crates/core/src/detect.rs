@@ -181,7 +181,7 @@ impl Detectors {
             ln_factorial.push(acc);
         }
         let v_scan: Vec<i64> = v
-            .scan_windows
+            .effective_scan_windows(&c.windows)
             .iter()
             .map(|d| (ms(*d) / g.bucket_ms).max(1))
             .collect();

@@ -156,11 +156,31 @@ fn counted(stream: &[Ev]) -> Vec<Ev> {
 }
 
 /// The naive board of window end `w`: every video's score over `[w - WINDOW, w)`, best
-/// first (ties by id), positive scores only, the first `k`.
+/// first (ties by id), positive scores only, the first `k`. A slot's score is its
+/// interactions' weights plus its views' weight for at most `views_per_interaction` views
+/// per interaction (likes net of unlikes, shares, comments) of the slot.
 fn naive_board(events: &[Ev], w: i64, k: usize) -> Vec<(String, i64)> {
-    let mut scores: BTreeMap<String, i64> = BTreeMap::new();
+    let slot = engine().windows.trending_slot.as_millis() as i64;
+    let per = i64::from(engine().trending.views_per_interaction);
+    // (video, slot) -> (views, interactions, interaction weight)
+    let mut slots: BTreeMap<(String, i64), (i64, i64, i64)> = BTreeMap::new();
     for e in events.iter().filter(|e| e.t >= w - WINDOW && e.t < w) {
-        *scores.entry(video_id(e.video)).or_default() += weight(e.kind);
+        let tally = slots
+            .entry((video_id(e.video), e.t.div_euclid(slot)))
+            .or_default();
+        match e.kind {
+            EventKind::View => tally.0 += 1,
+            EventKind::Unlike => tally.1 -= 1,
+            _ => tally.1 += 1,
+        }
+        if e.kind != EventKind::View {
+            tally.2 += weight(e.kind);
+        }
+    }
+    let mut scores: BTreeMap<String, i64> = BTreeMap::new();
+    for ((video, _), (views, interactions, w)) in slots {
+        let capped = views.min(per * interactions.max(0));
+        *scores.entry(video).or_default() += w + weight(EventKind::View) * capped;
     }
     let mut all: Vec<(String, i64)> = scores.into_iter().filter(|(_, s)| *s > 0).collect();
     all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));

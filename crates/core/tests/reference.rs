@@ -29,7 +29,6 @@ fn config() -> EngineConfig {
     c.windows.trending_window = s(300);
     c.windows.allowed_lateness = s(5);
     c.windows.dedup_horizon = s(30);
-    c.velocity.scan_windows = vec![s(5), s(10), s(15), s(30)];
     c.velocity.false_alarms_per_video_day = 0.5;
     c.velocity.prior_likes_per_min = 2.0;
     c.velocity.z_clear = 1.0;
@@ -311,14 +310,15 @@ impl Reference {
         }
         let v = &self.videos[pos];
         let lambda = self.per_bucket(v);
-        let windows = cfg.scan_windows.len() as f64;
+        let scan = cfg.effective_scan_windows(&self.c.windows);
+        let windows = scan.len() as f64;
         let per_day = (86_400_000 / self.b) as f64;
         let budget = cfg.false_alarms_per_video_day;
         let ln_alpha = (budget / 2.0 / (windows * per_day)).ln();
         let h = (2.0 * per_day / budget).ln();
         let rho = cfg.tiers[0];
         let mut best: Option<(usize, i64, f64)> = None;
-        for d in &cfg.scan_windows {
+        for d in &scan {
             let k = ms(*d) / self.b;
             let count: i64 = v.likes.range(now - k + 1..=now).map(|(_, x)| *x).sum();
             let expected = k as f64 * lambda;
