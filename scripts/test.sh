@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # The end-to-end tests run against a local broker that they start themselves; install it
 # first (once, about 8 minutes) so its build output is not hidden inside a test.
-scripts/broker.sh --install
+scripts/kafka.sh --install
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

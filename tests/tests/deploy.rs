@@ -369,3 +369,34 @@ fn every_alert_rule_has_its_runbook_section() {
     }
     assert!(rules >= 5, "{rules} alert rules");
 }
+
+/// The compose stack, the local broker of the tests and demo (scripts/kafka.sh) and the
+/// benchmarks run one Kafka version: the image tag and the pinned Maven artifact agree.
+#[test]
+fn compose_and_the_local_broker_pin_the_same_kafka_version() {
+    let pom = std::fs::read_to_string(root().join("scripts/kafka/pom.xml")).unwrap();
+    let version = pom
+        .split("<kafka.version>")
+        .nth(1)
+        .and_then(|rest| rest.split("</kafka.version>").next())
+        .expect("scripts/kafka/pom.xml pins <kafka.version>");
+    assert!(
+        version.starts_with("4."),
+        "Kafka {version}: the tests need 4.x (KIP-848)"
+    );
+    let compose = std::fs::read_to_string(root().join("docker-compose.yml")).unwrap();
+    let images: Vec<&str> = compose
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("image: apache/kafka:"))
+        .collect();
+    assert!(
+        !images.is_empty(),
+        "docker-compose.yml runs no apache/kafka image"
+    );
+    for tag in images {
+        assert_eq!(
+            tag, version,
+            "docker-compose.yml's apache/kafka tag against scripts/kafka/pom.xml"
+        );
+    }
+}
