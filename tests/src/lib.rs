@@ -161,24 +161,34 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// The `trendwatch` binary of this build (built if `cargo test` did not build it).
+/// The `trendwatch` binary of this build, brought up to date once per test binary
+/// (`cargo test -p trendwatch-tests` alone does not build another package's binaries, and
+/// a stale one would test old code).
 pub fn trendwatch_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test> → target/<profile>/trendwatch
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("trendwatch");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "trendwatch", "--bin", "trendwatch"])
-            .current_dir(root())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    bin
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        // target/<profile>/deps/<test> → target/<profile>/trendwatch
+        let profile = exe.parent().and_then(Path::parent).unwrap();
+        let mut build = Command::new(env!("CARGO"));
+        build
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "trendwatch",
+                "--bin",
+                "trendwatch",
+            ])
+            .current_dir(root());
+        if profile.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().unwrap();
+        assert!(status.success(), "building the trendwatch binary failed");
+        profile.join("trendwatch")
+    })
+    .clone()
 }
 
 /// A test's own topics, group and configuration.
