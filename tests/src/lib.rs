@@ -524,7 +524,8 @@ impl Scenario {
     }
 
     /// Sum of the offsets the latest checkpoints cover, read up to the state topic's
-    /// watermarks of the moment (exact on the mock cluster, not on tansu 0.6.0), so it
+    /// watermarks of the moment (on Apache Kafka they count transaction markers and aborted records too, so the read
+    /// ends on the quiet period then), so it
     /// answers while checkpoints are still being written.
     pub fn checkpointed_total(&self) -> i64 {
         let c: BaseConsumer = ClientConfig::new()
