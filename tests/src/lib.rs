@@ -234,6 +234,12 @@ impl Scenario {
         (s, mock)
     }
 
+    /// The scenario's settings on `bootstrap` without creating its topics (for tests that
+    /// bring their own configuration).
+    pub fn configured_on(bootstrap: &str, name: &str, partitions: i32) -> Self {
+        Self::configured(name, partitions, bootstrap)
+    }
+
     fn configured(name: &str, partitions: i32, bootstrap: &str) -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
         let id = format!(
@@ -1057,6 +1063,21 @@ pub struct CounterProcess {
 }
 
 impl CounterProcess {
+    /// A service process the test started itself, with its metrics on `port`; waits for
+    /// the metrics listener.
+    pub fn adopt(label: &str, child: Child, port: u16, log: PathBuf) -> Self {
+        let c = Self {
+            label: label.into(),
+            child: Some(child),
+            metrics: format!("127.0.0.1:{port}"),
+            log,
+        };
+        c.wait_for("the metrics listener", Duration::from_secs(30), |c| {
+            c.get("/healthz").is_some()
+        });
+        c
+    }
+
     /// GET `path` from the metrics listener: the body if the status is 200.
     pub fn get(&self, path: &str) -> Option<String> {
         use std::io::{Read, Write};
