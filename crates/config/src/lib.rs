@@ -186,7 +186,13 @@ mod tests {
             None,
             env(&[
                 ("TRENDWATCH__ENGINE__WINDOWS__BUCKET", "5s"),
-                ("TRENDWATCH__ENGINE__WINDOWS__VELOCITY_WINDOW", "30s"),
+                // Two velocity windows plus the allowed lateness must fit the 16 buckets a
+                // video keeps, and every scan window the velocity window.
+                ("TRENDWATCH__ENGINE__WINDOWS__VELOCITY_WINDOW", "20s"),
+                (
+                    "TRENDWATCH__ENGINE__VELOCITY__SCAN_WINDOWS",
+                    r#"["10s", "20s"]"#,
+                ),
                 (
                     "TRENDWATCH__ENGINE__VELOCITY__FALSE_ALARMS_PER_VIDEO_DAY",
                     "0.01",
@@ -216,7 +222,7 @@ mod tests {
         let err = Config::load(
             None,
             env(&[
-                ("TRENDWATCH__ENGINE__VELOCITY__Z_CLEAR", "9"),
+                ("TRENDWATCH__ENGINE__VELOCITY__Z_CLEAR", "-1"),
                 ("TRENDWATCH__VALIDATION__MAX_ID_BYTES", "0"),
             ]),
         )
