@@ -2,7 +2,8 @@
 # The whole path through a broker: the counter against a bare consumer reading the same
 # topic on the same broker, and the delay from an event reaching Kafka to its alert.
 #
-#   scripts/bench-broker.sh tansu [EVENTS]   # the local broker (tansu, in memory)
+#   scripts/bench-broker.sh kafka [EVENTS]   # the local Apache Kafka (scripts/kafka.sh)
+#   scripts/bench-broker.sh tansu [EVENTS]   # tansu 0.6.0, in memory (scripts/broker.sh; history)
 #
 # The mock cluster keeps at most 5 MB per partition (older records are deleted), and the
 # default workload puts a tenth of its records on the partition of its busiest video, so
@@ -14,7 +15,7 @@
 # Prints one JSON object per measurement; docs/BENCHMARKS.md has the results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=${1:-tansu}
+mode=${1:-kafka}
 events=${2:-1000000}
 port=${BENCH_BROKER_PORT:-19400}
 partitions=${BENCH_PARTITIONS:-4}
@@ -33,6 +34,9 @@ cargo build --release --quiet -p trendwatch
 tw=target/release/trendwatch
 
 case "$mode" in
+  kafka)
+    pids+=("$(scripts/kafka.sh "$port" $$)")
+    bootstrap=127.0.0.1:$port ;;
   tansu)
     pids+=("$(scripts/broker.sh "$port")")
     bootstrap=127.0.0.1:$port ;;
@@ -42,7 +46,7 @@ case "$mode" in
     pids+=("$!")
     for _ in $(seq 1 50); do [ -s "$dir/mock" ] && break; sleep 0.1; done
     bootstrap=$(head -n 1 "$dir/mock") ;;
-  *) echo "usage: $0 tansu|mock [EVENTS]" >&2; exit 2 ;;
+  *) echo "usage: $0 kafka|tansu|mock [EVENTS]" >&2; exit 2 ;;
 esac
 export TRENDWATCH_BOOTSTRAP_SERVERS=$bootstrap
 # BENCH_FETCH_WAIT_MS sets librdkafka's fetch.wait.max.ms for every client of the run.

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Starts a local Kafka-compatible broker (tansu 0.6.0, in-memory storage) on loopback,
-# installing it first if it is missing, and waits until it accepts connections.
+# Starts tansu 0.6.0 (a young Kafka-compatible broker, in-memory storage) on loopback,
+# installing it first if it is missing, and waits until it accepts connections. Not on the
+# path of the tests or the demo any more (they run on Apache Kafka, scripts/kafka.sh):
+# kept for compatibility checks by hand (TRENDWATCH_TEST_BOOTSTRAP=127.0.0.1:PORT for the
+# tests, TRENDWATCH_BOOTSTRAP_SERVERS for the demo) and `scripts/bench-broker.sh tansu`.
 #
 #   scripts/broker.sh [PORT [WATCH_PID]]  # default port 19092; prints the broker's pid
 #   scripts/broker.sh --install           # only make sure tansu is installed

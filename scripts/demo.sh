@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The demo, end to end on this machine: a local broker, two counters and the ranker, a
-# realistic workload with viral episodes published to Kafka, and the global leaderboard
-# live with the latest alerts under it.
+# The demo, end to end on this machine: a local Apache Kafka (scripts/kafka.sh), two
+# counters and the ranker, a realistic workload with viral episodes published to Kafka,
+# and the global leaderboard live with the latest alerts under it.
 #
 #   scripts/demo.sh                  # Ctrl-C stops everything cleanly
 #   DEMO_SECONDS=60 scripts/demo.sh  # stop by itself after 60 s of alerts
@@ -17,12 +17,18 @@ ranker_metrics=${DEMO_RANKER_METRICS_ADDR:-127.0.0.1:9466}
 second_metrics=${DEMO_SECOND_METRICS_ADDR:-127.0.0.1:9465}
 mkdir -p "$out"
 pids=()
+broker=""
 cleanup() {
   trap - INT TERM EXIT
   echo
   echo "==> stopping"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # The services drain through the broker, so it goes last.
+  if [ -n "$broker" ]; then
+    kill -TERM "$broker" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$broker" 2>/dev/null || break; sleep 0.1; done
+  fi
 }
 trap cleanup INT TERM EXIT
 
@@ -31,8 +37,8 @@ cargo build --release --quiet -p trendwatch
 tw=target/release/trendwatch
 
 if [ -z "${TRENDWATCH_BOOTSTRAP_SERVERS:-}" ]; then
-  echo "==> starting the local broker (tansu) on 127.0.0.1:$port"
-  pids+=("$(scripts/broker.sh "$port")")
+  echo "==> starting the local broker (Apache Kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml), KRaft) on 127.0.0.1:$port"
+  broker=$(scripts/kafka.sh "$port" $$)
   export TRENDWATCH_BOOTSTRAP_SERVERS=127.0.0.1:$port
 else
   echo "==> using the Kafka at $TRENDWATCH_BOOTSTRAP_SERVERS"

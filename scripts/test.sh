@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Every check CI runs, in the order a failure is cheapest to see: formatting, lints, tests.
-# Needs only the Rust toolchain (protobuf is compiled by protox, no protoc; the broker is
-# installed with cargo install).
+# Needs the Rust toolchain (protobuf is compiled by protox, no protoc); the local Apache
+# Kafka comes from Maven Central (scripts/kafka.sh installs Java and Maven from Debian if
+# they are missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The end-to-end tests run against a local broker that they start themselves; install it
-# first (once, about 8 minutes) so its build output is not hidden inside a test.
-scripts/broker.sh --install
+# The end-to-end tests run against a local Apache Kafka that they start themselves (one per
+# test binary); fetch it first (once, about a minute) so that is not hidden inside a test.
+scripts/kafka.sh --install
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -15,7 +15,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
-use trendwatch_config::Config;
+use trendwatch_config::{Config, GroupProtocol};
 use trendwatch_core::rank::RankOutput;
 use trendwatch_core::{Alert, Board, CandidateSet, PartitionState, Ranker};
 use trendwatch_proto::files::Format;
@@ -28,23 +28,121 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The broker every scenario of this test binary shares.
-pub fn bootstrap() -> &'static str {
-    static BROKER: OnceLock<String> = OnceLock::new();
-    BROKER.get_or_init(|| {
+/// The local Apache Kafka every scenario of this test binary shares (started once by
+/// `scripts/kafka.sh`, stopped when the test binary exits), or the broker named by
+/// `TRENDWATCH_TEST_BOOTSTRAP`.
+pub struct Broker {
+    /// host:port of its PLAINTEXT listener.
+    pub bootstrap: String,
+    /// The client port (the controller listens on the next one); none for an external
+    /// broker.
+    port: Option<u16>,
+    /// Its log dir, kept across restarts.
+    data: PathBuf,
+    /// The broker JVM's pid.
+    pid: Mutex<Option<u32>>,
+}
+
+impl Broker {
+    fn start() -> Self {
         if let Ok(b) = std::env::var("TRENDWATCH_TEST_BOOTSTRAP") {
-            return b;
+            return Self {
+                bootstrap: b,
+                port: None,
+                data: PathBuf::new(),
+                pid: Mutex::new(None),
+            };
         }
-        let port = free_port();
-        let out = Command::new(root().join("scripts/broker.sh"))
+        let port = free_port_pair();
+        let data =
+            std::env::temp_dir().join(format!("trendwatch-test-kafka-{}", std::process::id()));
+        let broker = Self {
+            bootstrap: format!("127.0.0.1:{port}"),
+            port: Some(port),
+            data,
+            pid: Mutex::new(None),
+        };
+        broker.launch();
+        broker
+    }
+
+    /// Runs `scripts/kafka.sh --data DIR PORT OUR_PID` (a restart when DIR has data).
+    fn launch(&self) {
+        let port = self.port.expect("a local broker");
+        let started = Instant::now();
+        let out = Command::new(root().join("scripts/kafka.sh"))
+            .arg("--data")
+            .arg(&self.data)
             .arg(port.to_string())
             .arg(std::process::id().to_string())
+            // The watcher deletes the log dir when this test binary exits.
+            .env("TRENDWATCH_KAFKA_DISPOSABLE", "1")
             .stderr(Stdio::inherit())
             .output()
-            .expect("running scripts/broker.sh");
-        assert!(out.status.success(), "the local broker did not start");
-        format!("127.0.0.1:{port}")
-    })
+            .expect("running scripts/kafka.sh");
+        assert!(out.status.success(), "the local Apache Kafka did not start");
+        let pid: u32 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("scripts/kafka.sh prints the broker's pid");
+        eprintln!(
+            "local Apache Kafka on {} (pid {pid}, data {}) answered after {:.1} s",
+            self.bootstrap,
+            self.data.display(),
+            started.elapsed().as_secs_f64()
+        );
+        *self.pid.lock().unwrap() = Some(pid);
+    }
+
+    /// kill -9 of the broker JVM: no controlled shutdown, no flush beyond the page cache.
+    pub fn kill(&self) {
+        let pid = self
+            .pid
+            .lock()
+            .unwrap()
+            .take()
+            .expect("a local broker to kill");
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Path::new(&format!("/proc/{pid}")).exists() {
+            // A zombie (our grandchild, reaped by init) has no cmdline left.
+            if std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.is_empty()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "broker {pid} did not die");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the broker again on the same log dir and ports (after [`Broker::kill`]).
+    pub fn restart(&self) {
+        self.launch();
+    }
+}
+
+/// The broker every scenario of this test binary shares.
+pub fn broker() -> &'static Broker {
+    static BROKER: OnceLock<Broker> = OnceLock::new();
+    BROKER.get_or_init(Broker::start)
+}
+
+/// Its bootstrap servers.
+pub fn bootstrap() -> &'static str {
+    &broker().bootstrap
+}
+
+/// A port nobody listens on whose successor is free too (the broker's controller
+/// listener takes PORT+1).
+fn free_port_pair() -> u16 {
+    loop {
+        let port = free_port();
+        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// End-to-end scenarios run one at a time: on two cores, parallel brokers clients and
@@ -63,24 +161,34 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// The `trendwatch` binary of this build (built if `cargo test` did not build it).
+/// The `trendwatch` binary of this build, brought up to date once per test binary
+/// (`cargo test -p trendwatch-tests` alone does not build another package's binaries, and
+/// a stale one would test old code).
 pub fn trendwatch_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test> → target/<profile>/trendwatch
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("trendwatch");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "trendwatch", "--bin", "trendwatch"])
-            .current_dir(root())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    bin
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        // target/<profile>/deps/<test> → target/<profile>/trendwatch
+        let profile = exe.parent().and_then(Path::parent).unwrap();
+        let mut build = Command::new(env!("CARGO"));
+        build
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "trendwatch",
+                "--bin",
+                "trendwatch",
+            ])
+            .current_dir(root());
+        if profile.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().unwrap();
+        assert!(status.success(), "building the trendwatch binary failed");
+        profile.join("trendwatch")
+    })
+    .clone()
 }
 
 /// A test's own topics, group and configuration.
@@ -126,6 +234,12 @@ impl Scenario {
         (s, mock)
     }
 
+    /// The scenario's settings on `bootstrap` without creating its topics (for tests that
+    /// bring their own configuration).
+    pub fn configured_on(bootstrap: &str, name: &str, partitions: i32) -> Self {
+        Self::configured(name, partitions, bootstrap)
+    }
+
     fn configured(name: &str, partitions: i32, bootstrap: &str) -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
         let id = format!(
@@ -163,6 +277,20 @@ impl Scenario {
             config,
             partitions,
             dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Makes the counters and rankers of this scenario speak `protocol`. Under the consumer
+    /// protocol (KIP-848) the session timeout and heartbeat interval are the broker's
+    /// (`group.consumer.*`, shortened by scripts/kafka.sh), and librdkafka refuses the
+    /// classic properties, so the harness's are dropped.
+    pub fn use_group_protocol(&mut self, protocol: GroupProtocol) {
+        self.config.counter.group_protocol = protocol;
+        self.config.ranker.group_protocol = protocol;
+        if protocol == GroupProtocol::Consumer {
+            for key in trendwatch_config::CLASSIC_ONLY_KAFKA_PROPERTIES {
+                self.config.kafka.remove(*key);
+            }
         }
     }
 
@@ -233,15 +361,21 @@ impl Scenario {
     /// `info,librdkafka=debug` together with `TRENDWATCH__KAFKA__DEBUG=cgrp,consumer` for
     /// librdkafka's own debug contexts); the ranker's likewise.
     pub fn start_counter(&self, label: &str) -> CounterProcess {
-        self.start_service("run", label)
+        self.start_service("run", label, &[])
+    }
+
+    /// Starts a counter process with extra environment (configuration overrides such as
+    /// `TRENDWATCH__COUNTER__GROUP_INSTANCE_ID`, which differ between instances).
+    pub fn start_counter_with(&self, label: &str, env: &[(&str, &str)]) -> CounterProcess {
+        self.start_service("run", label, env)
     }
 
     /// Starts a ranker process (`trendwatch rank`).
     pub fn start_ranker(&self, label: &str) -> CounterProcess {
-        self.start_service("rank", label)
+        self.start_service("rank", label, &[])
     }
 
-    fn start_service(&self, subcommand: &str, label: &str) -> CounterProcess {
+    fn start_service(&self, subcommand: &str, label: &str, env: &[(&str, &str)]) -> CounterProcess {
         let port = free_port();
         let log = self.dir.path().join(format!("{label}.log"));
         let child = Command::new(trendwatch_bin())
@@ -254,6 +388,7 @@ impl Scenario {
                     .unwrap_or_else(|_| "info,librdkafka=warn".into()),
             )
             .env_remove("TRENDWATCH_BOOTSTRAP_SERVERS")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -363,7 +498,13 @@ impl Scenario {
     /// Every record of `topic` (all partitions from the beginning), reading until `expect`
     /// records arrived or `quiet` passed without one.
     pub fn read_topic(&self, topic: &str, expect: Option<usize>, quiet: Duration) -> Vec<Record> {
-        read_topic(self.bootstrap(), topic, expect, quiet)
+        read_topic(self.bootstrap(), topic, expect, quiet, "read_committed")
+    }
+
+    /// The same as a `read_uncommitted` reader sees it: records of aborted and still-open
+    /// transactions included.
+    pub fn read_topic_uncommitted(&self, topic: &str, quiet: Duration) -> Vec<Record> {
+        read_topic(self.bootstrap(), topic, None, quiet, "read_uncommitted")
     }
 
     /// Every board on the leaderboard topic, in the order written.
@@ -389,7 +530,8 @@ impl Scenario {
     }
 
     /// Sum of the offsets the latest checkpoints cover, read up to the state topic's
-    /// watermarks of the moment (exact on the mock cluster, not on tansu 0.6.0), so it
+    /// watermarks of the moment (on Apache Kafka they count transaction markers and aborted records too, so the read
+    /// ends on the quiet period then), so it
     /// answers while checkpoints are still being written.
     pub fn checkpointed_total(&self) -> i64 {
         let c: BaseConsumer = ClientConfig::new()
@@ -471,9 +613,16 @@ impl Record {
     }
 }
 
-fn read_topic(bootstrap: &str, topic: &str, expect: Option<usize>, quiet: Duration) -> Vec<Record> {
+fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    expect: Option<usize>,
+    quiet: Duration,
+    isolation: &str,
+) -> Vec<Record> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
+        .set("isolation.level", isolation)
         .set("group.id", "trendwatch-tests-reader")
         .set("enable.auto.commit", "false")
         .set("fetch.queue.backoff.ms", "10")
@@ -914,6 +1063,21 @@ pub struct CounterProcess {
 }
 
 impl CounterProcess {
+    /// A service process the test started itself, with its metrics on `port`; waits for
+    /// the metrics listener.
+    pub fn adopt(label: &str, child: Child, port: u16, log: PathBuf) -> Self {
+        let c = Self {
+            label: label.into(),
+            child: Some(child),
+            metrics: format!("127.0.0.1:{port}"),
+            log,
+        };
+        c.wait_for("the metrics listener", Duration::from_secs(30), |c| {
+            c.get("/healthz").is_some()
+        });
+        c
+    }
+
     /// GET `path` from the metrics listener: the body if the status is 200.
     pub fn get(&self, path: &str) -> Option<String> {
         use std::io::{Read, Write};

@@ -369,3 +369,92 @@ fn every_alert_rule_has_its_runbook_section() {
     }
     assert!(rules >= 5, "{rules} alert rules");
 }
+
+/// The compose stack, the local broker of the tests and demo (scripts/kafka.sh) and the
+/// benchmarks run one Kafka version: the image tag and the pinned Maven artifact agree.
+#[test]
+fn compose_and_the_local_broker_pin_the_same_kafka_version() {
+    let pom = std::fs::read_to_string(root().join("scripts/kafka/pom.xml")).unwrap();
+    let version = pom
+        .split("<kafka.version>")
+        .nth(1)
+        .and_then(|rest| rest.split("</kafka.version>").next())
+        .expect("scripts/kafka/pom.xml pins <kafka.version>");
+    assert!(
+        version.starts_with("4."),
+        "Kafka {version}: the tests need 4.x (KIP-848)"
+    );
+    let compose = std::fs::read_to_string(root().join("docker-compose.yml")).unwrap();
+    let images: Vec<&str> = compose
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("image: apache/kafka:"))
+        .collect();
+    assert!(
+        !images.is_empty(),
+        "docker-compose.yml runs no apache/kafka image"
+    );
+    for tag in images {
+        assert_eq!(
+            tag, version,
+            "docker-compose.yml's apache/kafka tag against scripts/kafka/pom.xml"
+        );
+    }
+}
+
+/// `trendwatch run` with the configuration docker-compose.yml mounts (only the broker's
+/// address and the metrics listener changed, as the compose file's network and ports
+/// would) works against the Apache Kafka version compose runs: topics created as the
+/// stack creates them (12 partitions), a stream consumed, alerts written, ready.
+#[test]
+fn the_stack_configuration_runs_against_the_local_kafka() {
+    let _one_at_a_time = serial();
+    let bootstrap = trendwatch_tests::bootstrap();
+    let config = deploy().join("config").join("trendwatch.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(trendwatch_bin())
+        .args(["topics", "create", "--partitions", "12", "--config"])
+        .arg(&config)
+        .args(["--bootstrap-servers", bootstrap])
+        .status()
+        .unwrap();
+    assert!(status.success(), "trendwatch topics create failed");
+    let port = trendwatch_tests::free_port();
+    let log = dir.path().join("counter.log");
+    let child = std::process::Command::new(trendwatch_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(["--bootstrap-servers", bootstrap])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let counter = trendwatch_tests::CounterProcess::adopt("stack-counter", child, port, log);
+    let mut s = Scenario::configured_on(bootstrap, "stack", 12);
+    s.config = Config::load(Some(&config), Vec::new()).unwrap();
+    s.config
+        .kafka
+        .insert("bootstrap.servers".into(), bootstrap.into());
+    let records = encode(&workload(29, 20_000));
+    s.publish_raw(&records, None);
+    let total = records.len() as f64;
+    counter.wait_for("the stream counted", Duration::from_secs(120), |c| {
+        c.metrics()
+            .sum(trendwatch_runtime::telemetry::RECORDS_CONSUMED, &[])
+            >= total
+    });
+    counter.wait_for("ready", Duration::from_secs(60), |c| {
+        c.get("/readyz").is_some()
+    });
+    let alerts = s.alerts(Duration::from_secs(3));
+    let metrics = counter.metrics();
+    counter.stop();
+    assert!(!alerts.is_empty(), "no alert on {}", s.config.topics.alerts);
+    assert_eq!(
+        metrics.sum(trendwatch_runtime::telemetry::ASSIGNED_PARTITIONS, &[]),
+        12.0
+    );
+    eprintln!(
+        "the stack's configuration on Apache Kafka: {total} records counted over 12 partitions, {} alerts",
+        alerts.len()
+    );
+}

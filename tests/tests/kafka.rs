@@ -1,4 +1,4 @@
-//! The counter service against a real local broker (tansu, started once for this binary):
+//! The counter service against the local Apache Kafka (started once for this binary):
 //! every scenario compares what the service wrote — alerts, checkpointed per-video counts,
 //! dead letters, metrics — with the replay of the same records through the engine.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
+use trendwatch_config::GroupProtocol;
 use trendwatch_core::{AlertType, EventKind};
 use trendwatch_proto::EventRecord;
 use trendwatch_runtime::deadletter;
@@ -181,10 +182,11 @@ fn restart_mid_stream_loses_and_doubles_nothing() {
     );
 }
 
-#[test]
-fn a_second_instance_joins_and_leaves_without_changing_the_result() {
+/// A second instance joins mid-stream and leaves again; the result is the replay's.
+fn join_and_leave(protocol: GroupProtocol) {
     let _one_at_a_time = serial();
-    let s = Scenario::new("rebalance", 4);
+    let mut s = Scenario::new(&format!("rebalance-{}", protocol.as_str()), 4);
+    s.use_group_protocol(protocol);
     let events = workload(13, 90_000);
     let records = encode(&events);
     let ends = partition_ends(&records, 4);
@@ -211,6 +213,7 @@ fn a_second_instance_joins_and_leaves_without_changing_the_result() {
         assert!(Instant::now() < deadline, "no progress after b joined");
         std::thread::sleep(Duration::from_millis(100));
     }
+    let a_while_shared = a.metrics().sum(m::ASSIGNED_PARTITIONS, &[]);
     let b_processed = b.metrics().sum(m::RECORDS_CONSUMED, &[]);
     b.stop();
     let left_at = s.committed_total();
@@ -223,14 +226,134 @@ fn a_second_instance_joins_and_leaves_without_changing_the_result() {
         b_processed > 0.0,
         "b must have processed records while it was a member"
     );
-    assert!(a_metrics.sum(m::REBALANCES, &[("kind", "assign")]) >= 3.0);
+    assert!(
+        (1.0..4.0).contains(&a_while_shared),
+        "a owned {a_while_shared} of 4 partitions while b was a member"
+    );
+    let assigns = a_metrics.sum(m::REBALANCES, &[("kind", "assign")]);
+    let revokes = a_metrics.sum(m::REBALANCES, &[("kind", "revoke")]);
+    match protocol {
+        // Eager: b's arrival and departure each take everything away from a and give it
+        // back.
+        GroupProtocol::Classic => assert!(assigns >= 3.0, "a saw {assigns} assignments"),
+        // Incremental: a gives up only what moves to b and gets it back when b leaves.
+        GroupProtocol::Consumer => {
+            assert!(
+                assigns >= 2.0 && revokes >= 1.0,
+                "a saw {assigns} assignments, {revokes} revokes"
+            )
+        }
+    }
 
     let videos = assert_same_counts(&s.checkpointed_states(), &reference, &ends);
     let (distinct, duplicates) =
         assert_same_alerts(&s.alerts(Duration::from_secs(2)), &reference.alerts);
     eprintln!(
-        "rebalance: b joined at {joined_at}, left at {left_at} of {total} records, processed {b_processed}; {videos} videos and {distinct} alerts equal the replay ({duplicates} re-sent); offset gaps healed by a: {}",
+        "rebalance ({}): b joined at {joined_at}, left at {left_at} of {total} records, processed {b_processed}; a saw {assigns} assignments and {revokes} revokes; {videos} videos and {distinct} alerts equal the replay ({duplicates} re-sent); offset gaps healed by a: {}",
+        protocol.as_str(),
         a_metrics.sum(m::OFFSET_GAPS, &[])
+    );
+}
+
+#[test]
+fn a_second_instance_joins_and_leaves_without_changing_the_result() {
+    join_and_leave(GroupProtocol::Classic);
+}
+
+#[test]
+fn under_the_consumer_group_protocol_a_second_instance_joins_and_leaves_incrementally() {
+    join_and_leave(GroupProtocol::Consumer);
+}
+
+/// Static membership: a member killed and restarted with the same `group.instance.id`
+/// within the session timeout gets its partitions back, and the other member notices
+/// nothing (no revoke, no new assignment, its partitions never change).
+#[test]
+fn a_static_member_restarted_gets_its_partitions_back_without_a_rebalance() {
+    let _one_at_a_time = serial();
+    let mut s = Scenario::new("static", 4);
+    // The restart (process start, restore) must fit in the session.
+    s.config
+        .kafka
+        .insert("session.timeout.ms".into(), "30000".into());
+    s.config
+        .kafka
+        .insert("heartbeat.interval.ms".into(), "1000".into());
+    let events = workload(17, 60_000);
+    let records = encode(&events);
+    let ends = partition_ends(&records, 4);
+    let total: i64 = ends.values().sum();
+    let reference = replay(&s.config, &records, 4);
+    let start = |label: &str, instance: &str| {
+        s.start_counter_with(
+            label,
+            &[("TRENDWATCH__COUNTER__GROUP_INSTANCE_ID", instance)],
+        )
+    };
+    let a = start("a-1", "counter-a");
+    let b = start("b", "counter-b");
+    let both =
+        |c: &trendwatch_tests::CounterProcess| c.metrics().sum(m::ASSIGNED_PARTITIONS, &[]) == 2.0;
+    a.wait_for("a to own 2 partitions", Duration::from_secs(60), both);
+    b.wait_for("b to own 2 partitions", Duration::from_secs(60), both);
+    let publisher = s.publish_in_background(&records, 10_000.0);
+    let deadline = Instant::now() + DONE;
+    while s.committed_total() < total / 4 {
+        assert!(
+            Instant::now() < deadline,
+            "no progress; log:\n{}",
+            a.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = b.metrics();
+    let b_rebalances = |m: &trendwatch_tests::Metrics| {
+        (
+            m.sum(m::REBALANCES, &[("kind", "assign")]),
+            m.sum(m::REBALANCES, &[("kind", "revoke")]),
+        )
+    };
+    let killed_at = s.committed_total();
+    a.kill();
+    let a = start("a-2", "counter-a");
+    a.wait_for(
+        "the restarted a to own its 2 partitions",
+        Duration::from_secs(60),
+        both,
+    );
+    // b keeps its two partitions all along.
+    while s.committed_total() < total {
+        let m = b.metrics();
+        assert_eq!(
+            m.sum(m::ASSIGNED_PARTITIONS, &[]),
+            2.0,
+            "b's assignment changed while a restarted; log:\n{}",
+            b.log_text()
+        );
+        assert_eq!(b_rebalances(&m), b_rebalances(&before), "b saw a rebalance");
+        assert!(
+            Instant::now() < deadline,
+            "no progress after the restart; log:\n{}",
+            a.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(publisher.join().unwrap().acknowledged, records.len() as u64);
+    s.wait_committed(&ends, DONE);
+    let after = b.metrics();
+    assert_eq!(
+        b_rebalances(&after),
+        b_rebalances(&before),
+        "b saw a rebalance"
+    );
+    a.stop();
+    b.stop();
+    let videos = assert_same_counts(&s.checkpointed_states(), &reference, &ends);
+    let (distinct, duplicates) =
+        assert_same_alerts(&s.alerts(Duration::from_secs(2)), &reference.alerts);
+    eprintln!(
+        "static membership: a killed at {killed_at} of {total} and restarted with its id; b kept its 2 partitions with no revoke or assignment ({:?} before and after); {videos} videos and {distinct} alerts equal the replay ({duplicates} re-sent)",
+        b_rebalances(&after)
     );
 }
 
@@ -441,6 +564,8 @@ fn an_idle_partition_still_ends_its_episodes() {
     w.windows.dedup_horizon = Duration::from_secs(2);
     w.windows.idle_timeout = Duration::from_secs(2);
     w.velocity.baseline_half_life = Duration::from_secs(30);
+    // Every scan window must fit the 5 s velocity window.
+    w.velocity.scan_windows = [1, 2, 5].map(Duration::from_secs).to_vec();
     w.velocity.warmup = Duration::from_secs(20);
     w.velocity.cooldown = Duration::from_secs(5);
     w.velocity.clear_after = 2;

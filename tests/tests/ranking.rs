@@ -1,4 +1,4 @@
-//! The global board end to end on the local broker (tansu): counters propose their
+//! The global board end to end on the local Apache Kafka: counters propose their
 //! partitions' top candidates per window, the ranker merges them. Every published board is
 //! compared with a naive top-K computed offline from the same records, and with the
 //! reference run of the pure ranker (boards and alerts).

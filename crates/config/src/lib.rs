@@ -17,8 +17,8 @@ use trendwatch_core::{EngineConfig, RankingConfig};
 use trendwatch_proto::ValidationConfig;
 
 pub use service::{
-    CounterConfig, KafkaProperties, LogFormat, ProcessingGuarantee, RESERVED_KAFKA_PROPERTIES,
-    RankerConfig, TelemetryConfig, TopicsConfig,
+    CLASSIC_ONLY_KAFKA_PROPERTIES, CounterConfig, GroupProtocol, KafkaProperties, LogFormat,
+    ProcessingGuarantee, RESERVED_KAFKA_PROPERTIES, RankerConfig, TelemetryConfig, TopicsConfig,
 };
 
 /// The environment prefix of configuration overrides.
@@ -284,6 +284,55 @@ mod tests {
         assert!(
             all.iter()
                 .any(|e| e.starts_with("counter.checkpoint_interval"))
+        );
+    }
+
+    #[test]
+    fn the_consumer_group_protocol_refuses_classic_session_settings() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("TRENDWATCH__COUNTER__GROUP_PROTOCOL", "consumer"),
+                ("TRENDWATCH__COUNTER__GROUP_INSTANCE_ID", "counter-0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.counter.group_protocol, GroupProtocol::Consumer);
+        assert_eq!(c.counter.group_instance_id, "counter-0");
+        assert_eq!(c.ranker.group_protocol, GroupProtocol::Classic);
+        let err = Config::load(
+            None,
+            env(&[
+                ("TRENDWATCH__COUNTER__GROUP_PROTOCOL", "consumer"),
+                ("TRENDWATCH__KAFKA__SESSION_TIMEOUT_MS", "6000"),
+                ("TRENDWATCH__KAFKA__HEARTBEAT_INTERVAL_MS", "500"),
+                ("TRENDWATCH__KAFKA__PARTITION_ASSIGNMENT_STRATEGY", "range"),
+                ("TRENDWATCH__KAFKA__GROUP_PROTOCOL", "consumer"),
+            ]),
+        )
+        .unwrap_err();
+        let ConfigError::Invalid(all) = err else {
+            panic!("{err}")
+        };
+        for key in CLASSIC_ONLY_KAFKA_PROPERTIES {
+            assert!(
+                all.iter()
+                    .any(|e| e.contains(key) && e.contains("group_protocol")),
+                "{key} not reported: {all:#?}"
+            );
+        }
+        // The protocol is chosen in the service sections, not passed through.
+        assert!(
+            all.iter()
+                .any(|e| e.starts_with("kafka.\"group.protocol\""))
+        );
+        // Classic (the default) keeps accepting them.
+        assert!(
+            Config::load(
+                None,
+                env(&[("TRENDWATCH__KAFKA__SESSION_TIMEOUT_MS", "6000")])
+            )
+            .is_ok()
         );
     }
 

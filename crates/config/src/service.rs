@@ -24,7 +24,41 @@ pub const RESERVED_KAFKA_PROPERTIES: &[&str] = &[
     "enable.partition.eof",
     "isolation.level",
     "transactional.id",
+    "group.protocol",
+    "group.instance.id",
 ];
+
+/// librdkafka properties of the classic group protocol that the consumer protocol
+/// (KIP-848) moves to the broker: with `group_protocol = "consumer"` librdkafka refuses to
+/// create a consumer that sets one, so validation reports them first.
+pub const CLASSIC_ONLY_KAFKA_PROPERTIES: &[&str] = &[
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "partition.assignment.strategy",
+];
+
+/// Which consumer group protocol a service's consumer speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupProtocol {
+    /// The classic protocol (JoinGroup/SyncGroup; eager assignment): every broker.
+    #[default]
+    Classic,
+    /// Kafka 4's consumer protocol (KIP-848): the broker assigns, rebalances are always
+    /// incremental (a member only gives up the partitions that move), and the session
+    /// timeout and heartbeat interval are the broker's (`group.consumer.*`).
+    Consumer,
+}
+
+impl GroupProtocol {
+    /// librdkafka's `group.protocol` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Classic => "classic",
+            Self::Consumer => "consumer",
+        }
+    }
+}
 
 /// Topic names.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -123,6 +157,15 @@ pub struct CounterConfig {
     /// which is unique but leaves a crashed life's transaction open until the broker's
     /// `transaction.timeout.ms`.
     pub transactional_id: String,
+    /// The consumer group protocol: `classic` (the default) or `consumer` (KIP-848, Kafka
+    /// 4). With `consumer`, `session.timeout.ms`, `heartbeat.interval.ms` and
+    /// `partition.assignment.strategy` must not be set in `[kafka]`.
+    pub group_protocol: GroupProtocol,
+    /// Static membership (`group.instance.id`): one stable id per instance, e.g. the pod
+    /// name (`TRENDWATCH__COUNTER__GROUP_INSTANCE_ID=$POD_NAME`). A member restarted with
+    /// the same id within the session timeout gets its partitions back without a
+    /// rebalance of the others. Empty: dynamic membership.
+    pub group_instance_id: String,
 }
 
 impl Default for CounterConfig {
@@ -139,6 +182,8 @@ impl Default for CounterConfig {
             ready_max_lag: 10_000,
             processing_guarantee: ProcessingGuarantee::AtLeastOnce,
             transactional_id: String::new(),
+            group_protocol: GroupProtocol::Classic,
+            group_instance_id: String::new(),
         }
     }
 }
@@ -164,6 +209,10 @@ pub struct RankerConfig {
     /// Longest the broker may take to acknowledge boards, alerts and checkpoints.
     #[serde(with = "humantime_serde")]
     pub ack_timeout: Duration,
+    /// The consumer group protocol, as `counter.group_protocol`.
+    pub group_protocol: GroupProtocol,
+    /// Static membership, as `counter.group_instance_id`.
+    pub group_instance_id: String,
 }
 
 impl Default for RankerConfig {
@@ -175,6 +224,8 @@ impl Default for RankerConfig {
             tick_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
             ack_timeout: Duration::from_secs(30),
+            group_protocol: GroupProtocol::Classic,
+            group_instance_id: String::new(),
         }
     }
 }
@@ -275,6 +326,26 @@ pub(crate) fn validate_service(
         if d.is_zero() {
             errors.push(format!("{key}: must be longer than zero"));
         }
+    }
+    for (section, protocol) in [
+        ("counter", counter.group_protocol),
+        ("ranker", ranker.group_protocol),
+    ] {
+        if protocol != GroupProtocol::Consumer {
+            continue;
+        }
+        for key in CLASSIC_ONLY_KAFKA_PROPERTIES {
+            if kafka.contains_key(*key) {
+                errors.push(format!(
+                    "kafka.\"{key}\": must not be set with {section}.group_protocol = \"consumer\" (KIP-848 moves it to the broker: group.consumer.* settings)"
+                ));
+            }
+        }
+    }
+    if !counter.group_instance_id.is_empty()
+        && counter.group_instance_id == ranker.group_instance_id
+    {
+        errors.push("ranker.group_instance_id: must differ from counter.group_instance_id".into());
     }
     if counter.checkpoint_chunk_bytes < 1024 {
         errors.push("counter.checkpoint_chunk_bytes: must be at least 1024".into());

@@ -11,7 +11,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
-use trendwatch_config::Config;
+use trendwatch_config::{Config, GroupProtocol};
 
 use crate::error::{Result, RuntimeError};
 
@@ -36,11 +36,53 @@ fn set_default(c: &mut ClientConfig, key: &str, value: &str) {
     }
 }
 
+/// How a service joins its consumer group: the protocol and, for static membership, the
+/// member's stable id (empty: dynamic).
+#[derive(Clone, Copy, Debug)]
+pub struct Membership<'a> {
+    /// The group.
+    pub group_id: &'a str,
+    /// classic or consumer (KIP-848).
+    pub protocol: GroupProtocol,
+    /// `group.instance.id`, or empty.
+    pub instance_id: &'a str,
+}
+
+impl<'a> Membership<'a> {
+    /// The counter's membership.
+    pub fn counter(config: &'a Config) -> Self {
+        Self {
+            group_id: &config.counter.group_id,
+            protocol: config.counter.group_protocol,
+            instance_id: &config.counter.group_instance_id,
+        }
+    }
+
+    /// The ranker's membership.
+    pub fn ranker(config: &'a Config) -> Self {
+        Self {
+            group_id: &config.ranker.group_id,
+            protocol: config.ranker.group_protocol,
+            instance_id: &config.ranker.group_instance_id,
+        }
+    }
+
+    /// A dynamic member of `group_id` speaking the classic protocol.
+    pub fn classic(group_id: &'a str) -> Self {
+        Self {
+            group_id,
+            protocol: GroupProtocol::Classic,
+            instance_id: "",
+        }
+    }
+}
+
 /// A consumer-group member that stores nothing by itself: offsets are committed explicitly
 /// after the checkpoint covering them.
-pub fn group_consumer_config(config: &Config, group_id: &str) -> ClientConfig {
+pub fn group_consumer_config(config: &Config, membership: Membership<'_>) -> ClientConfig {
     let mut c = base_config(config);
-    c.set("group.id", group_id)
+    c.set("group.id", membership.group_id)
+        .set("group.protocol", membership.protocol.as_str())
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
@@ -59,6 +101,9 @@ pub fn group_consumer_config(config: &Config, group_id: &str) -> ClientConfig {
     // Pre-fetched records wait in a queue of at most this much (librdkafka's default,
     // pinned: the counter's memory bound counts on it).
     set_default(&mut c, "queued.max.messages.kbytes", "65536");
+    if !membership.instance_id.is_empty() {
+        c.set("group.instance.id", membership.instance_id);
+    }
     c
 }
 
@@ -133,7 +178,7 @@ pub fn transactional_id(config: &Config) -> String {
 /// values, TLS/SASL settings this build cannot honour) by creating a consumer and a
 /// producer; neither connects. Returns librdkafka's own message.
 pub fn check_properties(config: &Config) -> std::result::Result<(), String> {
-    group_consumer_config(config, "trendwatch-config-check")
+    group_consumer_config(config, Membership::counter(config))
         .create::<BaseConsumer>()
         .map_err(|e| format!("kafka: {e}"))?;
     producer_config(config)
@@ -308,14 +353,16 @@ mod tests {
         ] {
             config.kafka.insert(k.into(), v.into());
         }
-        let consumer: KafkaResultOf<BaseConsumer> = group_consumer_config(&config, "g").create();
+        let consumer: KafkaResultOf<BaseConsumer> =
+            group_consumer_config(&config, Membership::classic("g")).create();
         assert!(consumer.is_ok(), "{:?}", consumer.err());
         let producer: KafkaResultOf<rdkafka::producer::BaseProducer> =
             producer_config(&config).create();
         assert!(producer.is_ok(), "{:?}", producer.err());
         // An unknown property is still refused: the pass-through is not a silent sink.
         config.kafka.insert("no.such.property".into(), "1".into());
-        let refused: KafkaResultOf<BaseConsumer> = group_consumer_config(&config, "g").create();
+        let refused: KafkaResultOf<BaseConsumer> =
+            group_consumer_config(&config, Membership::classic("g")).create();
         assert!(refused.is_err());
     }
 

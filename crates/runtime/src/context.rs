@@ -4,8 +4,10 @@
 
 use std::sync::{Mutex, PoisonError};
 
+use rdkafka::TopicPartitionList;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -69,5 +71,30 @@ impl FatalSlot {
     /// The kept error, if any, leaving the slot empty.
     pub(crate) fn take(&self) -> Option<RuntimeError> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// Takes the partitions of an assign callback: added to the assignment under a cooperative
+/// protocol (KIP-848's consumer protocol always is: `tpl` holds only the partitions that
+/// arrive), or as the whole new assignment under the classic eager one.
+pub(crate) fn assign_partitions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tpl: &TopicPartitionList,
+) -> KafkaResult<()> {
+    match consumer.rebalance_protocol() {
+        RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
+        _ => consumer.assign(tpl),
+    }
+}
+
+/// Gives up the partitions of a revoke callback: only those (cooperative), or everything
+/// (eager: a revoke always takes the whole assignment).
+pub(crate) fn unassign_partitions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tpl: &TopicPartitionList,
+) -> KafkaResult<()> {
+    match consumer.rebalance_protocol() {
+        RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+        _ => consumer.unassign(),
     }
 }

@@ -53,11 +53,15 @@ use trendwatch_proto::files::Format;
 use trendwatch_proto::{AlertRecord, CandidateRecord, Rejection, decode_in};
 
 use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::client::Membership;
 use crate::client::{
     counter_topics, ensure_topics, group_consumer_config, producer_config,
     transactional_producer_config,
 };
-use crate::context::{FatalSlot, forward_log, log_level, report_brokers, report_client_error};
+use crate::context::{
+    FatalSlot, assign_partitions, forward_log, log_level, report_brokers, report_client_error,
+    unassign_partitions,
+};
 use crate::deadletter;
 use crate::error::{Result, RuntimeError};
 use crate::health::Health;
@@ -84,7 +88,7 @@ pub fn run(config: Config, health: Arc<Health>, shutdown: CancellationToken) -> 
         events_topic: config.topics.events.clone(),
     };
     let consumer: BaseConsumer<CounterContext> =
-        group_consumer_config(&config, &config.counter.group_id)
+        group_consumer_config(&config, Membership::counter(&config))
             .set_log_level(log_level(&config))
             .create_with_context(context)
             .map_err(|e| RuntimeError::kafka("creating the consumer", e))?;
@@ -94,6 +98,8 @@ pub fn run(config: Config, health: Arc<Health>, shutdown: CancellationToken) -> 
     tracing::info!(
         topic = %config.topics.events,
         group = %config.counter.group_id,
+        protocol = config.counter.group_protocol.as_str(),
+        instance = %config.counter.group_instance_id,
         bootstrap = %config.bootstrap_servers(),
         "counter started"
     );
@@ -264,7 +270,7 @@ impl ConsumerContext for CounterContext {
                     }
                     Err(e) => self.fail(e),
                 }
-                if let Err(e) = consumer.assign(tpl) {
+                if let Err(e) = assign_partitions(consumer, tpl) {
                     self.fail(RuntimeError::kafka("assigning partitions", e));
                 }
             }
@@ -280,7 +286,7 @@ impl ConsumerContext for CounterContext {
                 worker.refresh_clock();
                 worker.checkpoint(consumer, Some(&partitions), CommitMode::Sync);
                 worker.release(&partitions);
-                if let Err(e) = consumer.unassign() {
+                if let Err(e) = unassign_partitions(consumer, tpl) {
                     tracing::warn!(error = %e, "unassign failed");
                 }
             }

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use trendwatch_config::Config;
 
-use crate::client::{group_consumer_config, partition_count, reader_config};
+use crate::client::{Membership, group_consumer_config, partition_count, reader_config};
 use crate::deadletter::SOURCE_TIMESTAMP;
 use crate::error::{Result, RuntimeError};
 
@@ -62,7 +62,7 @@ pub fn consume(
     records: u64,
     timeout: Duration,
 ) -> Result<ConsumeReport> {
-    let consumer: BaseConsumer = group_consumer_config(config, group)
+    let consumer: BaseConsumer = group_consumer_config(config, Membership::classic(group))
         .create()
         .map_err(|e| RuntimeError::kafka("creating the consumer", e))?;
     consumer

@@ -100,7 +100,7 @@ pub fn run(config: Config, health: Arc<Health>, shutdown: CancellationToken) -> 
         topic: topic.clone(),
     };
     let consumer: BaseConsumer<RankerContext> =
-        group_consumer_config(&config, &config.ranker.group_id)
+        group_consumer_config(&config, crate::client::Membership::ranker(&config))
             .set_log_level(log_level(&config))
             .create_with_context(context)
             .map_err(|e| RuntimeError::kafka("creating the consumer", e))?;
@@ -243,7 +243,7 @@ impl ConsumerContext for RankerContext {
                         Err(e) => self.fail(e),
                     }
                 }
-                if let Err(e) = consumer.assign(tpl) {
+                if let Err(e) = crate::context::assign_partitions(consumer, tpl) {
                     self.fail(RuntimeError::kafka("assigning the partition", e));
                 }
             }
@@ -253,7 +253,7 @@ impl ConsumerContext for RankerContext {
                 let mut worker = self.worker();
                 worker.checkpoint(consumer, CommitMode::Sync);
                 worker.assigned = None;
-                if let Err(e) = consumer.unassign() {
+                if let Err(e) = crate::context::unassign_partitions(consumer, tpl) {
                     tracing::warn!(error = %e, "unassign failed");
                 }
             }
