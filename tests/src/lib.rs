@@ -393,16 +393,7 @@ impl Scenario {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let c = CounterProcess {
-            label: label.into(),
-            child: Some(child),
-            metrics: format!("127.0.0.1:{port}"),
-            log,
-        };
-        c.wait_for("the metrics listener", Duration::from_secs(30), |c| {
-            c.get("/healthz").is_some()
-        });
-        c
+        CounterProcess::adopt(label, child, port, log)
     }
 
     /// Committed offsets of the scenario's group, per events partition.
