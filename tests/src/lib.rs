@@ -117,6 +117,26 @@ impl Broker {
         }
     }
 
+    /// SIGSTOP of the broker JVM: it stops answering (connections stay open, requests wait)
+    /// until [`Broker::resume`] — a broker hung in a long pause.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Broker::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.pid.lock().unwrap().expect("a local broker");
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Starts the broker again on the same log dir and ports (after [`Broker::kill`]).
     pub fn restart(&self) {
         self.launch();
@@ -204,8 +224,8 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// Fresh topics and group; checkpoints every second, ticks every 200 ms, and an idle
-    /// timeout of an hour so a live run equals a replay (tests of idleness lower it).
+    /// Fresh topics and group; checkpoints every second, ticks every 200 ms, the idle rule
+    /// at its default (see [`Reference::advanced_to`] for runs that end idle).
     pub fn new(name: &str, partitions: i32) -> Self {
         let s = Self::configured(name, partitions, bootstrap());
         trendwatch_runtime::client::ensure_topics(
@@ -271,7 +291,8 @@ impl Scenario {
         config.counter.checkpoint_interval = Duration::from_secs(1);
         config.counter.tick_interval = Duration::from_millis(200);
         config.counter.shutdown_timeout = Duration::from_secs(20);
-        config.engine.windows.idle_timeout = Duration::from_secs(3600);
+        // The idle rule stays on at its default (30 s): a counter moves a silent
+        // partition on only when it has read everything the broker holds for it.
         Self {
             name: name.into(),
             config,
@@ -696,6 +717,51 @@ pub struct Reference {
     /// Candidate sets each partition proposed, in order (as a counter would send them
     /// when the configuration names a candidates topic).
     pub candidate_sets: BTreeMap<i32, Vec<CandidateSet>>,
+}
+
+impl Reference {
+    /// The reference carried on to where the service's partitions went idle after their
+    /// last record: each replayed state whose watermark is behind the service's
+    /// checkpointed one is advanced to it (as the service's idle ticks advanced it), with
+    /// the alerts and candidate sets that closes. A service whose partitions went idle only
+    /// at the end of their input then matches it exactly; one that moved a watermark on
+    /// mid-stream (and so classified records late) does not.
+    pub fn advanced_to(
+        &self,
+        config: &Config,
+        service: &BTreeMap<i32, (i64, PartitionState)>,
+    ) -> Reference {
+        let mut alerts = self.alerts.clone();
+        let mut candidate_sets = self.candidate_sets.clone();
+        let states = self
+            .states
+            .iter()
+            .map(|(p, want)| {
+                let mut state =
+                    PartitionState::from_bytes(config.engine.clone(), &want.to_bytes()).unwrap();
+                state.propose_candidates(if config.topics.candidates.is_empty() {
+                    0
+                } else {
+                    config.ranking.exit_rank as usize
+                });
+                if let (Some(live), Some(ours)) = (
+                    service.get(p).and_then(|(_, s)| s.watermark()),
+                    state.watermark(),
+                ) && live > ours
+                {
+                    state.advance_watermark(live, &mut alerts);
+                    state.drain_candidates(candidate_sets.entry(*p).or_default());
+                }
+                (*p, state)
+            })
+            .collect();
+        Reference {
+            states,
+            alerts,
+            rejected: self.rejected.clone(),
+            candidate_sets,
+        }
+    }
 }
 
 /// Replays `records` as the counter would see them.
@@ -1128,34 +1194,40 @@ impl CounterProcess {
         }
     }
 
-    /// SIGTERM, then waits for a clean exit (status 0).
-    pub fn stop(mut self) {
+    /// Waits for the process to end by itself, failing with the log if it still runs after
+    /// `timeout`; returns its exit status and log.
+    pub fn wait_exit(mut self, timeout: Duration) -> (std::process::ExitStatus, String) {
         let mut child = self.child.take().unwrap();
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "[{}] exited with {status}; log:\n{}",
-                    self.label,
-                    self.log_text()
-                );
-                return;
+                return (status, self.log_text());
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
                 panic!(
-                    "[{}] did not stop within 30 s; log:\n{}",
+                    "[{}] still running after {timeout:?}; log:\n{}",
                     self.label,
                     self.log_text()
                 );
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// SIGTERM, then waits for a clean exit (status 0).
+    pub fn stop(self) {
+        let pid = self.child.as_ref().unwrap().id();
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        let label = self.label.clone();
+        let (status, log) = self.wait_exit(Duration::from_secs(30));
+        assert!(
+            status.success(),
+            "[{label}] exited with {status}; log:\n{log}"
+        );
     }
 }
 

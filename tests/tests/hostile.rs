@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use trendwatch_core::EventKind;
 use trendwatch_proto::EventRecord;
+use trendwatch_runtime::client::{TopicSpec, ensure_topics};
 use trendwatch_runtime::deadletter;
 use trendwatch_runtime::telemetry as m;
 use trendwatch_tests::{
-    RawRecord, Scenario, assert_same_alerts, assert_same_counts, partition_ends, replay, serial,
-    workload,
+    RawRecord, Scenario, assert_same_alerts, assert_same_counts, bootstrap, partition_ends, replay,
+    serial, workload,
 };
 
 const DONE: Duration = Duration::from_secs(120);
@@ -121,15 +122,33 @@ fn hostile_input_is_answered_record_by_record_and_memory_stays_capped() {
         )));
     }
 
+    // As big as the events topic takes (the broker's default limit is 1 048 588 bytes),
+    // published by a producer allowed 1 MiB: its dead letter, with headers, is bigger than
+    // the counter's producer may send (librdkafka's default 1 000 000), so it must be cut
+    // to fit — sent whole it would be refused, and its partition rewound, forever.
+    const HUGE: usize = 1_040_000;
+    let huge: RawRecord = (Some(b"v-hostile".to_vec()), vec![0x5b; HUGE]);
+    records.push(huge.clone());
     let ends = partition_ends(&records, partitions);
     let reference = replay(&s.config, &records, partitions);
     let rejected: u64 = reference.rejected.values().sum();
     // Every corpus record is refused; which reason is the replay's to say, and the service
     // must agree with it.
-    assert_eq!(rejected, corpus.len() as u64, "{:?}", reference.rejected);
+    assert_eq!(
+        rejected,
+        corpus.len() as u64 + 1,
+        "{:?}",
+        reference.rejected
+    );
 
     let counter = s.start_counter("counter");
-    s.publish_raw(&records, None);
+    s.publish_raw(&records[..records.len() - 1], None);
+    // (Only the publisher is allowed the bigger record; the counter started without it.)
+    s.config
+        .kafka
+        .insert("message.max.bytes".into(), "1048576".into());
+    s.publish_raw(std::slice::from_ref(&huge), None);
+    s.config.kafka.remove("message.max.bytes");
     s.wait_committed(&ends, DONE);
     counter.wait_for("the metrics", Duration::from_secs(10), |c| {
         c.metrics().sum(m::RECORDS_CONSUMED, &[]) >= records.len() as f64
@@ -166,6 +185,28 @@ fn hostile_input_is_answered_record_by_record_and_memory_stays_capped() {
     assert!(
         dlq.iter().any(|d| d.payload.len() == 900_000),
         "the oversized record is dead-lettered whole"
+    );
+    let cut: Vec<_> = dlq
+        .iter()
+        .filter(|d| d.header(deadletter::TRUNCATED).is_some())
+        .collect();
+    assert_eq!(cut.len(), 1, "exactly the huge record is cut to fit");
+    let note = cut[0].header(deadletter::TRUNCATED).unwrap();
+    assert!(
+        note.starts_with(&format!("value {HUGE} bytes, kept ")),
+        "{note}"
+    );
+    assert!(
+        cut[0].payload.len() < HUGE
+            && cut[0].payload.len() > 990_000
+            && huge.1.starts_with(&cut[0].payload),
+        "the dead letter keeps the first {} of {HUGE} bytes",
+        cut[0].payload.len()
+    );
+    assert_eq!(
+        metrics.sum(m::PARTITION_REWINDS, &[]),
+        0.0,
+        "no partition may be rewound for a dead letter that cannot be sent"
     );
 
     // Counts, duplicates, untracked and evicted tallies equal the replay; the cap held.
@@ -207,4 +248,46 @@ fn hostile_input_is_answered_record_by_record_and_memory_stays_capped() {
         reference.rejected,
         peak as f64 / (1024.0 * 1024.0)
     );
+}
+
+#[test]
+fn output_the_broker_refuses_for_good_stops_the_counter_with_the_reason() {
+    let _one_at_a_time = serial();
+    // Topics of its own making (a scenario's are created with the counter's defaults).
+    let s = Scenario::configured_on(bootstrap(), "refused", 1);
+    // A dead-letter topic that takes records of at most 64 KiB, and an undecodable record
+    // of 200 KB of noise: its dead letter fits the producer, the broker refuses it, and would again
+    // on every rewind.
+    ensure_topics(
+        &s.config,
+        &[TopicSpec {
+            name: s.config.topics.dlq.clone(),
+            partitions: 1,
+            config: vec![("max.message.bytes".into(), "65536".into())],
+        }],
+    )
+    .unwrap();
+    let counter = s.start_counter("counter");
+    // Bytes that do not compress (the topic's limit applies to the compressed batch).
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..200_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    s.publish_raw(&[(Some(b"v-big".to_vec()), noise)], None);
+    let (status, log) = counter.wait_exit(DONE);
+    assert!(
+        !status.success(),
+        "the counter must fail, not go on: {status}"
+    );
+    assert!(
+        log.contains("refused 3 checkpoint rounds in a row") && log.contains("max.message.bytes"),
+        "the counter must say why it stopped:\n{log}"
+    );
+    // Nothing was committed past the record whose dead letter was never written.
+    assert!(s.committed().get(&0).copied().unwrap_or(0) <= 0);
 }

@@ -635,3 +635,82 @@ fn an_idle_partition_still_ends_its_episodes() {
     assert!(ended.alert.detected_at > fired.alert.detected_at);
     eprintln!("idle: the episode ended {took:?} after the last event was published");
 }
+
+/// The partitions whose lag an instance reports.
+fn lag_partitions(c: &trendwatch_tests::CounterProcess) -> Vec<String> {
+    let mut got: Vec<String> = c
+        .metrics()
+        .samples
+        .get(m::CONSUMER_LAG)
+        .map(|v| {
+            v.iter()
+                .filter_map(|(labels, _)| labels.get("partition").cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    got.sort();
+    got
+}
+
+#[test]
+fn gauges_leave_with_their_partition_and_a_member_without_any_says_so() {
+    let _one_at_a_time = serial();
+    let s = Scenario::new("owners", 2);
+    let records = encode(&workload(41, 4_000));
+    s.publish_raw(&records, None);
+    let a = s.start_counter("a");
+    a.wait_for("both partitions' lag", DONE, |c| {
+        lag_partitions(c).len() == 2
+    });
+    assert_eq!(a.metrics().sum(m::UNASSIGNED_SECONDS, &[]), 0.0);
+    // A second member takes one partition: the first stops reporting it (not a 0 that
+    // would say "caught up" for a partition it no longer reads).
+    let b = s.start_counter("b");
+    b.wait_for("a partition of its own", DONE, |c| {
+        c.metrics().sum(m::ASSIGNED_PARTITIONS, &[]) == 1.0
+    });
+    let moved = Instant::now();
+    a.wait_for("the moved partition's gauges to leave", DONE, |c| {
+        lag_partitions(c).len() == 1
+    });
+    let left_after = moved.elapsed();
+    assert_ne!(
+        lag_partitions(&a),
+        lag_partitions(&b),
+        "each reports its own"
+    );
+    // A third member on two partitions: one of the three gets none, and says for how long.
+    let c = s.start_counter("c");
+    let members = [&a, &b, &c];
+    let spare_of = || {
+        members.iter().position(|p| {
+            let m = p.metrics();
+            m.sum(m::UNASSIGNED_SECONDS, &[]) > 5.0 && m.sum(m::ASSIGNED_PARTITIONS, &[]) == 0.0
+        })
+    };
+    let deadline = Instant::now() + DONE;
+    let spare = loop {
+        if let Some(i) = spare_of() {
+            break members[i];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no member says it has been without partitions; c:\n{}",
+            c.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    spare.wait_for("its gauges of partitions it had to leave", DONE, |p| {
+        lag_partitions(p).is_empty()
+    });
+    assert_eq!(spare.metrics().sum(m::EVENTS_PARTITIONS, &[]), 2.0);
+    eprintln!(
+        "owners: a revoked partition's gauges left {:.1} s after it moved; member {} without partitions reports {:.0} s",
+        left_after.as_secs_f64(),
+        spare.label,
+        spare.metrics().sum(m::UNASSIGNED_SECONDS, &[])
+    );
+    c.stop();
+    b.stop();
+    a.stop();
+}

@@ -183,6 +183,12 @@ pub struct CapacityConfig {
     /// A video with no events for this long (event time) and no open episode is forgotten.
     #[serde(with = "humantime_serde")]
     pub video_ttl: Duration,
+    /// Most event ids remembered for de-duplication (about 16 bytes each). Ids are
+    /// forgotten a `dedup_horizon` behind the watermark; this bounds the set when event
+    /// times stall (a producer stamping every event alike) or a flood outruns the horizon:
+    /// past it the oldest second of ids is forgotten, and a re-delivery of one of them
+    /// counts again (`trendwatch_dedup_ids_forgotten_total`).
+    pub max_dedup_ids: u32,
 }
 
 impl Default for WindowConfig {
@@ -248,6 +254,7 @@ impl Default for CapacityConfig {
         Self {
             max_videos: 1_000_000,
             video_ttl: Duration::from_secs(60 * 60),
+            max_dedup_ids: 4_000_000,
         }
     }
 }
@@ -437,6 +444,9 @@ impl EngineConfig {
         let c = &self.capacity;
         if c.max_videos < 16 {
             errors.push("engine.capacity.max_videos: must be at least 16".to_string());
+        }
+        if c.max_dedup_ids < 1_000 {
+            errors.push("engine.capacity.max_dedup_ids: must be at least 1000".to_string());
         }
         if c.video_ttl < w.trending_window {
             errors.push(

@@ -6,6 +6,10 @@
 //! generation is dropped at once when the watermark has left it `horizon` behind: memory
 //! is bounded by the events of `horizon` plus a second. Anything older than the watermark
 //! is late and never counted, so the horizon only has to cover the lateness.
+//!
+//! When event times stall (every event stamped alike) or a flood outruns the horizon, the
+//! watermark frees nothing, so the set also has a cap on ids: past it the oldest
+//! generations are forgotten (a single one, when it is all there is), and counted.
 
 use std::collections::VecDeque;
 
@@ -21,6 +25,12 @@ const GENERATION_MS: i64 = 1_000;
 #[derive(Debug, Default)]
 pub(crate) struct EventDedup {
     horizon_ms: i64,
+    /// Most ids kept.
+    max_ids: usize,
+    /// Ids kept now (the sum of the generations' sizes).
+    total: usize,
+    /// Ids forgotten for the cap since this set was made (not part of a snapshot).
+    forgotten: u64,
     /// Size of the last generation created, to pre-size the next one.
     last_len: usize,
     /// Generations in ascending order of their index.
@@ -28,9 +38,12 @@ pub(crate) struct EventDedup {
 }
 
 impl EventDedup {
-    pub(crate) fn new(horizon_ms: i64) -> Self {
+    pub(crate) fn new(horizon_ms: i64, max_ids: usize) -> Self {
         Self {
             horizon_ms,
+            max_ids: max_ids.max(1),
+            total: 0,
+            forgotten: 0,
             last_len: 0,
             generations: VecDeque::new(),
         }
@@ -51,7 +64,42 @@ impl EventDedup {
                 at
             }
         };
-        self.generations[pos].1.insert(id_hash)
+        let new = self.generations[pos].1.insert(id_hash);
+        if new {
+            self.total += 1;
+            if self.total > self.max_ids {
+                self.enforce_cap(generation, id_hash);
+            }
+        }
+        new
+    }
+
+    /// Forgets the oldest generations until the cap holds; when one generation alone is
+    /// over it, it starts over (with `id_hash` alone, if it is the one being written).
+    fn enforce_cap(&mut self, writing: i64, id_hash: u64) {
+        while self.total > self.max_ids && self.generations.len() > 1 {
+            if let Some((_, set)) = self.generations.pop_front() {
+                self.total -= set.len();
+                self.forgotten += set.len() as u64;
+            }
+        }
+        if self.total > self.max_ids
+            && let Some((g, set)) = self.generations.front_mut()
+        {
+            self.forgotten += set.len() as u64;
+            set.clear();
+            self.total = 0;
+            if *g == writing {
+                set.insert(id_hash);
+                self.forgotten -= 1;
+                self.total = 1;
+            }
+        }
+    }
+
+    /// Ids forgotten for the cap since this set was made or restored.
+    pub(crate) fn forgotten(&self) -> u64 {
+        self.forgotten
     }
 
     /// Forgets generations that ended more than a horizon before `watermark`.
@@ -62,13 +110,15 @@ impl EventDedup {
             .front()
             .is_some_and(|(g, _)| *g < oldest_kept)
         {
-            self.generations.pop_front();
+            if let Some((_, set)) = self.generations.pop_front() {
+                self.total -= set.len();
+            }
         }
     }
 
     /// Ids currently remembered.
     pub(crate) fn len(&self) -> usize {
-        self.generations.iter().map(|(_, s)| s.len()).sum()
+        self.total
     }
 
     /// Heap bytes, approximately (hash-set buckets plus control bytes).
@@ -90,17 +140,29 @@ impl EventDedup {
         }
     }
 
-    pub(crate) fn restore(horizon_ms: i64, snap: DedupSnapshot) -> Self {
-        let generations = snap
+    pub(crate) fn restore(horizon_ms: i64, max_ids: usize, snap: DedupSnapshot) -> Self {
+        let generations: VecDeque<(i64, HashSet<u64, Prehashed>)> = snap
             .generations
             .into_iter()
             .map(|(g, ids)| (g, ids.into_iter().collect()))
             .collect();
-        Self {
+        let total = generations.iter().map(|(_, s)| s.len()).sum();
+        let mut d = Self {
             horizon_ms,
+            max_ids: max_ids.max(1),
+            total,
+            forgotten: 0,
             last_len: 0,
             generations,
+        };
+        // A snapshot taken under a larger cap: keep the newest ids.
+        while d.total > d.max_ids && d.generations.len() > 1 {
+            if let Some((_, set)) = d.generations.pop_front() {
+                d.total -= set.len();
+                d.forgotten += set.len() as u64;
+            }
         }
+        d
     }
 }
 
@@ -116,7 +178,7 @@ mod tests {
 
     #[test]
     fn duplicates_are_found_until_the_horizon_passes() {
-        let mut d = EventDedup::new(60_000);
+        let mut d = EventDedup::new(60_000, 1_000);
         assert!(d.insert(1, 100_000));
         assert!(d.insert(2, 30_000));
         assert!(!d.insert(1, 100_000));
@@ -128,5 +190,31 @@ mod tests {
         );
         assert!(!d.insert(1, 100_000));
         assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn stalled_event_times_cannot_grow_the_set_past_its_cap() {
+        let mut d = EventDedup::new(60_000, 1_000);
+        // Every event stamped with the same time: the watermark frees nothing.
+        for id in 0..20_000u64 {
+            assert!(d.insert(id, 5_000));
+            d.expire(5_000);
+            assert!(d.len() <= 1_000, "{} ids kept", d.len());
+        }
+        assert_eq!(d.forgotten() + d.len() as u64, 20_000);
+        // The newest id is still known.
+        assert!(!d.insert(19_999, 5_000));
+        // Over several seconds, whole old seconds go first and the newest stay.
+        let mut d = EventDedup::new(60_000, 1_000);
+        for id in 0..3_000u64 {
+            d.insert(id, (id / 600) as i64 * 1_000);
+        }
+        assert!(d.len() <= 1_000);
+        assert!(!d.insert(2_999, 4_000), "the newest second is kept");
+        assert!(d.insert(0, 0), "the oldest second was forgotten");
+        // A snapshot restored under a smaller cap keeps the newest generations.
+        let snap = d.snapshot();
+        let r = EventDedup::restore(60_000, 500, snap);
+        assert!(r.len() <= 600, "{}", r.len());
     }
 }

@@ -99,6 +99,8 @@ pub struct PartitionState {
     geo: Geometry,
     detectors: Detectors,
     max_videos: usize,
+    /// `capacity.max_dedup_ids`.
+    max_dedup_ids: usize,
     /// Slab of tracked videos; `None` is a free slot.
     videos: Vec<Option<VideoState>>,
     creators: CreatorTable,
@@ -155,10 +157,11 @@ impl PartitionState {
         config.validate().map_err(CoreError::InvalidConfig)?;
         let geo = Geometry::new(&config);
         Ok(Self {
-            dedup: EventDedup::new(geo.dedup_horizon_ms),
+            dedup: EventDedup::new(geo.dedup_horizon_ms, config.capacity.max_dedup_ids as usize),
             detectors: Detectors::new(&config, &geo),
             geo,
             max_videos: config.capacity.max_videos as usize,
+            max_dedup_ids: config.capacity.max_dedup_ids as usize,
             videos: Vec::new(),
             creators: CreatorTable::default(),
             free: Vec::new(),
@@ -268,6 +271,37 @@ impl PartitionState {
         }
     }
 
+    /// Whether a [`PartitionState::tick`] at `wall_now_ms` would advance the watermark: the
+    /// partition has been silent for longer than `idle_timeout`. Silence counts only when
+    /// the reader is at the end of the partition's log; a caller that cannot confirm it
+    /// (the broker does not answer, records are waiting) calls
+    /// [`PartitionState::hold_idle`] instead of ticking.
+    pub fn idle_due(&self, wall_now_ms: i64) -> bool {
+        if self.clock.events_since_tick || self.clock.max_event_time.is_none() {
+            return false;
+        }
+        self.clock
+            .idle_since
+            .is_some_and(|since| wall_now_ms.saturating_sub(since) > self.geo.idle_timeout_ms)
+    }
+
+    /// The partition is not idle, only unread: its reader is behind the end of the log or
+    /// cannot reach it. Silence so far does not count; it is measured again from
+    /// `wall_now_ms`, so a backlog read later is not behind an advanced watermark.
+    pub fn hold_idle(&mut self, wall_now_ms: i64) {
+        self.clock.idle_since = Some(wall_now_ms);
+        self.clock.events_since_tick = false;
+    }
+
+    /// Advances the watermark to `target` (no effect unless it is ahead), closing windows
+    /// and ending episodes as an idle tick does. Lets a replay follow a live run whose
+    /// partition went idle at the end of its input.
+    pub fn advance_watermark(&mut self, target: i64, out: &mut Vec<Alert>) {
+        if self.clock.max_event_time.is_some() && target > self.clock.watermark {
+            self.advance_to(target, out);
+        }
+    }
+
     /// Forgets when the partition was last heard of on the wall clock, so silence is measured
     /// from the next [`PartitionState::tick`]. Call it after restoring a checkpoint: the wall
     /// clock of the previous owner (and the time the partition spent unassigned) is not
@@ -344,6 +378,12 @@ impl PartitionState {
     /// Event ids currently remembered for de-duplication.
     pub fn dedup_entries(&self) -> usize {
         self.dedup.len()
+    }
+
+    /// Event ids forgotten for `capacity.max_dedup_ids` since this state was made or
+    /// restored (a re-delivery of one of them counts again).
+    pub fn dedup_forgotten(&self) -> u64 {
+        self.dedup.forgotten()
     }
 
     /// Counts and current windows of one video, if tracked.
@@ -855,7 +895,8 @@ impl PartitionState {
         state.velocity_watch = snap.velocity_watch;
         state.trending_watch = snap.trending_watch;
         state.watch_flags = snap.watch_flags;
-        state.dedup = EventDedup::restore(state.geo.dedup_horizon_ms, snap.dedup);
+        state.dedup =
+            EventDedup::restore(state.geo.dedup_horizon_ms, state.max_dedup_ids, snap.dedup);
         state.sketch = snap.sketch;
         state.clock = snap.clock;
         state.stats = snap.stats;

@@ -237,6 +237,61 @@ fn idle_partition_ends_episodes_from_wall_clock_ticks() {
 }
 
 #[test]
+fn a_partition_that_cannot_be_read_is_not_idle() {
+    let mut f = Feed::new();
+    mixed(&mut f, &[("bg", EventKind::View, 60)], T0, T0 + 5 * 60_000);
+    let wall = 5_000_000_000_000;
+    f.state.tick(wall, &mut f.alerts);
+    let wm = f.state.watermark();
+    // A minute without records while the reader cannot reach the broker: each time the
+    // silence would count, the caller holds it.
+    let mut held = 0;
+    for s in 1..=60 {
+        let now = wall + s * 1_000;
+        if f.state.idle_due(now) {
+            f.state.hold_idle(now);
+            held += 1;
+        } else {
+            f.state.tick(now, &mut f.alerts);
+        }
+    }
+    assert_eq!(
+        held, 1,
+        "due once the idle timeout passed, then measured again"
+    );
+    assert_eq!(
+        f.state.watermark(),
+        wm,
+        "an unreadable partition's watermark stays"
+    );
+    // The broker answers again and nothing more arrives: silence counts from the hold.
+    let mut now = wall + 61_000;
+    while !f.state.idle_due(now) {
+        f.state.tick(now, &mut f.alerts);
+        now += 1_000;
+    }
+    f.state.tick(now + 5_000, &mut f.alerts);
+    assert!(f.state.watermark() > wm);
+    // A replay that knows where the live watermark went reaches the same state.
+    let mut replayed = Feed::new();
+    mixed(
+        &mut replayed,
+        &[("bg", EventKind::View, 60)],
+        T0,
+        T0 + 5 * 60_000,
+    );
+    replayed
+        .state
+        .advance_watermark(f.state.watermark().unwrap(), &mut replayed.alerts);
+    // (The idle clock is the live owner's own and is not compared.)
+    f.state.restart_idle_clock();
+    replayed.state.tick(0, &mut replayed.alerts);
+    replayed.state.restart_idle_clock();
+    assert_eq!(replayed.alerts, f.alerts);
+    assert_eq!(replayed.state.to_bytes(), f.state.to_bytes());
+}
+
+#[test]
 fn a_restored_partition_measures_silence_from_its_new_owner() {
     let mut f = Feed::new();
     mixed(&mut f, &[("bg", EventKind::View, 60)], T0, T0 + 5 * 60_000);
@@ -426,4 +481,41 @@ fn a_snapshot_of_the_previous_format_is_refused_with_a_reason() {
         err.contains("version 1") && err.contains("older trendwatch") && err.contains("OPERATIONS"),
         "{err}"
     );
+}
+
+#[test]
+fn event_times_that_stall_cannot_grow_the_dedup_set_past_its_cap() {
+    let mut config = EngineConfig::default();
+    config.capacity.max_dedup_ids = 5_000;
+    let mut state = PartitionState::new(config).unwrap();
+    let mut out = Vec::new();
+    // A producer stamping every event with the same time: the watermark never moves, so
+    // no id ever leaves the set by age.
+    for i in 0..50_000 {
+        let id = format!("e{i}");
+        let e = EventRef {
+            event_id: &id,
+            video_id: "v",
+            creator_id: "c",
+            kind: EventKind::View,
+            event_time: T0,
+        };
+        state.apply(&e, &mut out);
+        assert!(state.dedup_entries() <= 5_000, "{}", state.dedup_entries());
+    }
+    assert_eq!(
+        state.dedup_forgotten() + state.dedup_entries() as u64,
+        50_000
+    );
+    assert_eq!(state.stats().counted[EventKind::View.index()], 50_000);
+    // The newest ids still catch their re-deliveries.
+    let again = EventRef {
+        event_id: "e49999",
+        video_id: "v",
+        creator_id: "c",
+        kind: EventKind::View,
+        event_time: T0,
+    };
+    state.apply(&again, &mut out);
+    assert_eq!(state.stats().duplicates, 1);
 }

@@ -75,12 +75,15 @@ struct Base {
 }
 
 impl Base {
+    /// One observation, kept at the precision the engine documents for a baseline (stored
+    /// in `f32`, computed in `f64`): a ratio exactly at a threshold (55 against a running
+    /// mean of 220/6, at 1.5×) must fall on the same side in both.
     fn step(&mut self, x: f64, decay: f64) {
         self.obs += 1;
         let diff = x - self.mean;
         let incr = (1.0 - decay) * diff;
-        self.mean += incr;
-        self.var = decay * (self.var + diff * incr);
+        self.mean = f64::from((self.mean + incr) as f32);
+        self.var = f64::from((decay * (self.var + diff * incr)) as f32);
     }
     fn warm_decay(&self, decay: f64) -> f64 {
         (1.0 - 1.0 / (f64::from(self.obs) + 1.0)).min(decay)

@@ -19,6 +19,10 @@
 //! is then done again from the same records: counts are never doubled, and re-sent alerts
 //! carry the same deterministic `alert_id`.
 //!
+//! The decisions that need no broker — offset gaps, whether a silent partition is idle,
+//! where a rewind goes, which partitions a periodic round checkpoints, when a refusal that
+//! repeats must stop the process — are pure functions in `crate::delivery` (private).
+//!
 //! In exactly-once mode the producer is transactional: everything produced between two
 //! checkpoint rounds (alerts, dead letters, late records) joins one transaction, and the
 //! round adds the changed partitions' checkpoints and the consumed offsets to it and
@@ -63,6 +67,9 @@ use crate::context::{
     unassign_partitions,
 };
 use crate::deadletter;
+use crate::delivery::{
+    GapAction, Healing, Strikes, at_end_of_log, gap_action, rewind_target, worth_checkpoint,
+};
 use crate::error::{Result, RuntimeError};
 use crate::health::Health;
 use crate::output::{DeliveryTracker, send};
@@ -71,6 +78,19 @@ use crate::wall_ms;
 
 /// Partitions a topic gets when the counter has to create it.
 pub const DEFAULT_PARTITIONS: i32 = 6;
+
+/// At-least-once: a partition whose watermark only moved on with the clock (idle) is
+/// checkpointed every this many checkpoint intervals, not every one. Exactly-once
+/// checkpoints every change, since the output of the advance commits with it.
+const IDLE_CHECKPOINT_ROUNDS: i64 = 12;
+
+/// How often the events topic's partition count is read again (for the alert on partitions
+/// without an owner, which a member without partitions must be able to report too).
+const METADATA_EVERY: Duration = Duration::from_secs(30);
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
 
 /// Runs the counter until `shutdown` is cancelled (or a fatal error), then drains: finishes
 /// the record in hand, flushes alerts, checkpoints, commits and leaves the group.
@@ -110,6 +130,7 @@ pub fn run(config: Config, health: Arc<Health>, shutdown: CancellationToken) -> 
     let mut last_tick = Instant::now();
     let mut last_checkpoint = Instant::now();
     let mut since_clock = 0u32;
+    let mut last_metadata: Option<Instant> = None;
     let mut outcome = Ok(());
     while !shutdown.is_cancelled() {
         match consumer.poll(Duration::from_millis(50)) {
@@ -146,7 +167,13 @@ pub fn run(config: Config, health: Arc<Health>, shutdown: CancellationToken) -> 
         if last_tick.elapsed() >= tick_every {
             last_tick = Instant::now();
             let hw = consumer.context().high_watermarks();
-            worker.tick(&hw, &health);
+            if last_metadata.is_none_or(|t: Instant| t.elapsed() >= METADATA_EVERY) {
+                last_metadata = Some(Instant::now());
+                if let Some(n) = topic_partitions(&consumer, &config.topics.events) {
+                    worker.events_partitions = n;
+                }
+            }
+            worker.tick(&consumer, &hw, &health);
         }
         if last_checkpoint.elapsed() >= checkpoint_every {
             last_checkpoint = Instant::now();
@@ -319,49 +346,35 @@ struct Owned {
     checkpointed: Option<(Option<i64>, Option<i64>)>,
     /// Stats already published as metrics.
     published: PartitionStats,
+    /// Dedup ids forgotten already published (since the state was made or restored).
+    published_forgotten: u64,
     eof: bool,
     /// Set while the partition is read again after an offset gap.
     healing: Option<Healing>,
-}
-
-/// An offset gap being healed: the partition is read again from `from` (< `next`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Healing {
-    /// The offset the state needs next.
-    next: i64,
-    /// Where the partition is read from now.
-    from: i64,
-    /// Re-reads so far for this gap.
-    attempts: u32,
-    /// A record before `next` arrived since the re-read began.
-    saw_earlier: bool,
-}
-
-/// What to do about a record beyond the offset the state needs next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum GapAction {
-    /// Read the partition again from this offset (records before `next` are skipped).
-    ReadFrom(i64),
-    /// The offsets in between do not exist on the broker: go on.
-    Accept,
-}
-
-/// Decides about a gap. A broker can answer a fetch at an offset inside a batch with the
-/// batch after it (tansu 0.6.0 does), so the first answer is to read again from before the
-/// gap, further back each time; only when a record before the gap is followed directly by
-/// one after it are the offsets in between known to be missing from the topic itself
-/// (transaction markers, compaction), or when reading from offset 0 did not help.
-fn gap_action(healing: Option<&Healing>, next: i64) -> GapAction {
-    match healing.filter(|h| h.next == next) {
-        Some(h) if h.saw_earlier || h.from == 0 || h.attempts >= 8 => GapAction::Accept,
-        Some(h) => GapAction::ReadFrom(next.saturating_sub(1024 << h.attempts).max(0)),
-        None => GapAction::ReadFrom(next.saturating_sub(1).max(0)),
-    }
+    /// The first offset this owner read when it started without a checkpoint: a rewind
+    /// goes back there, not to the beginning of the partition.
+    started_at: Option<i64>,
+    /// When (on the worker's monotonic clock) the last checkpoint was acknowledged.
+    checkpointed_ms: i64,
+    /// The last tick moved the watermark on with the clock.
+    idle: bool,
 }
 
 impl Owned {
     fn dirty(&self) -> bool {
         self.checkpointed != Some((self.next_offset, self.state.watermark()))
+    }
+
+    /// Whether a periodic round should checkpoint the partition now (see
+    /// [`worth_checkpoint`]).
+    fn due(&self, now_ms: i64, idle_every_ms: i64) -> bool {
+        let (offset, watermark) = self.checkpointed.unwrap_or((None, None));
+        worth_checkpoint(
+            offset != self.next_offset,
+            watermark != self.state.watermark(),
+            now_ms.saturating_sub(self.checkpointed_ms),
+            idle_every_ms,
+        )
     }
 
     /// The checkpoint that would cover the state now (none before the first record).
@@ -392,6 +405,17 @@ struct Worker {
     candidate_sets: Vec<CandidateSet>,
     encoded: Vec<u8>,
     now_ms: i64,
+    /// Start of the monotonic clock idle silence is measured on.
+    started: Instant,
+    /// The output producer's `message.max.bytes`: dead letters are cut to fit it.
+    max_record_bytes: usize,
+    /// Rounds in a row each partition's output was refused for good.
+    strikes: Strikes,
+    /// Since when the member has had no partition (from the start until the first
+    /// assignment, and after a revoke of all it had).
+    unassigned_since: Option<Instant>,
+    /// Partitions of the events topic, as the broker's metadata last said (0: unknown).
+    events_partitions: usize,
     records: u64,
     rejected: Vec<u64>,
 }
@@ -421,6 +445,15 @@ impl Worker {
             candidate_sets: Vec::new(),
             encoded: Vec::new(),
             now_ms: wall_ms(),
+            started: Instant::now(),
+            max_record_bytes: config
+                .kafka
+                .get("message.max.bytes")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(deadletter::DEFAULT_MAX_MESSAGE_BYTES),
+            strikes: Strikes::default(),
+            unassigned_since: Some(Instant::now()),
+            events_partitions: 0,
             records: 0,
             rejected: vec![0; Rejection::ALL_REASONS.len()],
             config,
@@ -457,6 +490,9 @@ impl Worker {
                 ),
             }
             self.partitions.insert(*p, owned);
+        }
+        if !partitions.is_empty() {
+            self.unassigned_since = None;
         }
         let seconds = started.elapsed().as_secs_f64();
         histogram!(m::RESTORE_DURATION).record(seconds);
@@ -496,16 +532,23 @@ impl Worker {
             published,
             eof: false,
             healing: None,
+            started_at: None,
+            checkpointed_ms: 0,
+            idle: false,
+            published_forgotten: 0,
         })
     }
 
-    /// Drops revoked partitions (after their checkpoint).
+    /// Drops revoked partitions (after their checkpoint). Their per-partition gauges are
+    /// no longer set, so they leave `/metrics` (see [`m::GAUGE_IDLE_TIMEOUT`]); a 0 would
+    /// claim a partition this instance no longer reads is caught up.
     fn release(&mut self, partitions: &[i32]) {
         for p in partitions {
-            if self.partitions.remove(p).is_some() {
-                gauge!(m::CONSUMER_LAG, "partition" => p.to_string()).set(0.0);
-                gauge!(m::WATERMARK_DELAY, "partition" => p.to_string()).set(0.0);
-            }
+            self.partitions.remove(p);
+            self.strikes.clear(*p);
+        }
+        if self.partitions.is_empty() && self.unassigned_since.is_none() {
+            self.unassigned_since = Some(Instant::now());
         }
         self.publish_gauges(&HashMap::new());
     }
@@ -593,6 +636,9 @@ impl Worker {
                     .map(|event| owned.state.apply(&event, &mut self.alerts))
             });
         owned.state.drain_candidates(&mut self.candidate_sets);
+        if owned.next_offset.is_none() {
+            owned.started_at = Some(offset);
+        }
         owned.next_offset = Some(offset + 1);
         owned.eof = false;
         match outcome {
@@ -604,6 +650,7 @@ impl Worker {
                     message,
                     "late",
                     detail,
+                    self.max_record_bytes,
                 ) {
                     counter!(m::LATE_RECORDS).increment(1);
                 }
@@ -621,6 +668,7 @@ impl Worker {
                     message,
                     reason,
                     &detail,
+                    self.max_record_bytes,
                 ) {
                     counter!(m::DLQ_RECORDS, "reason" => reason).increment(1);
                 }
@@ -701,14 +749,67 @@ impl Worker {
         }
     }
 
-    /// Wall-clock tick: idle partitions move on, metrics and readiness are refreshed.
-    fn tick(&mut self, high_watermarks: &HashMap<i32, i64>, health: &Health) {
-        let now = self.now_ms;
+    /// Clock tick: idle partitions move on, metrics and readiness are refreshed. A partition
+    /// silent for `idle_timeout` moves on only when the broker confirms, now, that its
+    /// reader has everything the log holds (see [`at_end_of_log`]); otherwise the silence
+    /// is the reader's (an outage, fetch errors), not the stream's, and is not counted.
+    fn tick(
+        &mut self,
+        consumer: &BaseConsumer<CounterContext>,
+        high_watermarks: &HashMap<i32, i64>,
+        health: &Health,
+    ) {
+        // Silence is measured on the monotonic clock: a step of the wall clock is not time
+        // the stream was quiet.
+        let now = self.idle_ms();
+        let due: Vec<i32> = self
+            .partitions
+            .iter()
+            .filter(|(_, o)| o.state.idle_due(now))
+            .map(|(p, _)| *p)
+            .collect();
+        let ends = if due.is_empty() {
+            HashMap::new()
+        } else {
+            self.end_offsets(consumer, &due)
+        };
+        let positions = if due.is_empty() {
+            HashMap::new()
+        } else {
+            positions(consumer, &self.config.topics.events)
+        };
         let partitions: Vec<i32> = self.partitions.keys().copied().collect();
         for p in partitions {
             if let Some(o) = self.partitions.get_mut(&p) {
+                if due.contains(&p)
+                    && !at_end_of_log(
+                        o.next_offset,
+                        positions.get(&p).copied(),
+                        ends.get(&p).copied(),
+                    )
+                {
+                    counter!(m::IDLE_HELD).increment(1);
+                    tracing::debug!(
+                        partition = p,
+                        next = ?o.next_offset,
+                        end = ?ends.get(&p),
+                        "silent but not at the end of its log: the watermark stays"
+                    );
+                    o.state.hold_idle(now);
+                    continue;
+                }
+                let before = o.state.watermark();
                 o.state.tick(now, &mut self.alerts);
                 o.state.drain_candidates(&mut self.candidate_sets);
+                let moved = o.state.watermark() != before;
+                if moved && !o.idle {
+                    tracing::info!(
+                        partition = p,
+                        watermark = ?o.state.watermark(),
+                        "partition idle at the end of its log: its watermark moves on with the clock"
+                    );
+                }
+                o.idle = moved;
             }
             if !self.alerts.is_empty() {
                 self.emit_alerts(p, None);
@@ -730,6 +831,49 @@ impl Worker {
             .collect();
         health.set_partitions(readiness);
         gauge!(m::READY).set(if health.readiness().is_ok() { 1.0 } else { 0.0 });
+    }
+
+    /// Milliseconds on the monotonic clock since the worker started.
+    fn idle_ms(&self) -> i64 {
+        i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// The end of the log of each of `partitions`, as the broker answers now (its last
+    /// stable offset for a `read_committed` consumer). Partitions it did not answer for
+    /// are missing; an unreachable broker answers for none.
+    fn end_offsets(
+        &self,
+        consumer: &BaseConsumer<CounterContext>,
+        partitions: &[i32],
+    ) -> HashMap<i32, i64> {
+        let topic = &self.config.topics.events;
+        let mut query = TopicPartitionList::new();
+        for p in partitions {
+            // Asking for the offset of the "latest" timestamp is asking for the end.
+            if let Err(e) = query.add_partition_offset(topic, *p, Offset::End) {
+                tracing::warn!(error = %e, "building the end-offset query");
+            }
+        }
+        let timeout = self
+            .config
+            .counter
+            .tick_interval
+            .clamp(Duration::from_millis(200), Duration::from_secs(2));
+        match consumer.offsets_for_times(query, timeout) {
+            Ok(answer) => answer
+                .elements_for_topic(topic)
+                .iter()
+                .filter(|e| e.error().is_ok())
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some((e.partition(), o)),
+                    _ => None,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, ?partitions, "end offsets not known");
+                HashMap::new()
+            }
+        }
     }
 
     fn publish_counters(&mut self) {
@@ -756,6 +900,9 @@ impl Worker {
             counter!(m::VIDEOS_EVICTED).increment(now.evicted.saturating_sub(was.evicted));
             counter!(m::VIDEOS_EXPIRED).increment(now.expired.saturating_sub(was.expired));
             o.published = now.clone();
+            let forgotten = o.state.dedup_forgotten();
+            counter!(m::DEDUP_FORGOTTEN).increment(forgotten.saturating_sub(o.published_forgotten));
+            o.published_forgotten = forgotten;
         }
     }
 
@@ -776,6 +923,13 @@ impl Worker {
         gauge!(m::TRACKED_VIDEOS).set(videos as f64);
         gauge!(m::STATE_BYTES).set(bytes as f64);
         gauge!(m::ASSIGNED_PARTITIONS).set(self.partitions.len() as f64);
+        gauge!(m::UNASSIGNED_SECONDS).set(
+            self.unassigned_since
+                .map_or(0.0, |since| since.elapsed().as_secs_f64()),
+        );
+        if self.events_partitions > 0 {
+            gauge!(m::EVENTS_PARTITIONS).set(self.events_partitions as f64);
+        }
     }
 
     /// One checkpoint round over `which` partitions (all when `None`); see the module docs.
@@ -804,6 +958,14 @@ impl Worker {
             histogram!(m::CHECKPOINT_DURATION).record(started.elapsed().as_secs_f64());
             return;
         }
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            // Nothing more will be acknowledged: stop, and let the restart go on from the
+            // last checkpoint with a new producer.
+            consumer
+                .context()
+                .fail(RuntimeError::ProducerFatal(format!("{code}: {reason}")));
+            return;
+        }
         if let Err(e) = self.producer.flush(self.config.counter.ack_timeout) {
             // Some output is not acknowledged yet: nothing may be checkpointed past it.
             counter!(m::CHECKPOINTS, "result" => "failed").increment(chosen.len() as u64);
@@ -811,22 +973,47 @@ impl Worker {
             return;
         }
         let failed = self.producer.context().take_failed();
+        let permanent = self.producer.context().take_permanent();
         let lost: Vec<i32> = failed
             .iter()
             .copied()
             .filter(|p| chosen.contains(p))
             .collect();
+        for p in &lost {
+            if let Some(reason) = permanent.get(p)
+                && self.strikes.refused(*p)
+            {
+                consumer.context().fail(RuntimeError::OutputRefused {
+                    partition: *p,
+                    rounds: Strikes::LIMIT,
+                    reason: reason.clone(),
+                });
+            }
+        }
         counter!(m::CHECKPOINTS, "result" => "failed").increment(lost.len() as u64);
         // A partition being revoked is not rewound: its next owner starts from its last
         // checkpoint.
         if which.is_none() {
             self.rewind(consumer, &lost);
         }
+        // A revoke or shutdown takes everything; a periodic round leaves a partition that
+        // only moved on with the clock for a while.
+        let complete = which.is_some() || matches!(mode, CommitMode::Sync);
+        let now = self.idle_ms();
+        let idle_every = ms(self.config.counter.checkpoint_interval) * IDLE_CHECKPOINT_ROUNDS;
         let dirty: Vec<i32> = chosen
             .iter()
             .copied()
             .filter(|p| !failed.contains(p))
-            .filter(|p| self.partitions.get(p).is_some_and(Owned::dirty))
+            .filter(|p| {
+                self.partitions.get(p).is_some_and(|o| {
+                    if complete {
+                        o.dirty()
+                    } else {
+                        o.due(now, idle_every)
+                    }
+                })
+            })
             .collect();
         // A partition with output the broker did not take is not checkpointed: if it is
         // being revoked, its next owner starts from the previous checkpoint.
@@ -847,7 +1034,9 @@ impl Worker {
                 continue;
             }
             counter!(m::CHECKPOINTS, "result" => "ok").increment(1);
+            self.strikes.clear(*p);
             if let Some(o) = self.partitions.get_mut(p) {
+                o.checkpointed_ms = now;
                 o.generation = cp.generation;
                 o.checkpointed = Some((Some(cp.offset), o.state.watermark()));
             }
@@ -1022,13 +1211,26 @@ impl Worker {
                     continue;
                 }
             };
-            let offset = owned.next_offset.map_or(Offset::Beginning, Offset::Offset);
-            tracing::warn!(partition = p, ?offset, "rewinding to the last checkpoint");
+            let mut owned = owned;
+            owned.started_at = self.partitions.get(p).and_then(|o| o.started_at);
+            let target = rewind_target(owned.next_offset, owned.started_at);
             self.partitions.insert(*p, owned);
+            let Some(offset) = target else {
+                tracing::warn!(
+                    partition = p,
+                    "rewinding: nothing read yet, nothing to read again"
+                );
+                continue;
+            };
+            tracing::warn!(
+                partition = p,
+                offset,
+                "rewinding to the last checkpoint (or where this owner started)"
+            );
             if let Err(e) = consumer.seek(
                 &self.config.topics.events,
                 *p,
-                offset,
+                Offset::Offset(offset),
                 Duration::from_secs(10),
             ) {
                 tracing::error!(partition = p, error = %e, "seek after rewind failed");
@@ -1060,18 +1262,22 @@ fn output_producer(config: &Config) -> Result<ThreadedProducer<DeliveryTracker>>
 }
 
 /// Copies `message` (key, bytes, headers) to `topic` with headers saying why and where
-/// from; returns whether the producer took it (a refusal rewinds the partition).
+/// from, cut to fit `max_bytes` when it is too big to copy whole (see
+/// [`deadletter::set_aside_copy`]); returns whether the producer took it (a refusal
+/// rewinds the partition).
 fn set_aside(
     producer: &ThreadedProducer<DeliveryTracker>,
     topic: &str,
     message: &BorrowedMessage<'_>,
     reason: &str,
     detail: &str,
+    max_bytes: usize,
 ) -> bool {
     let p = message.partition();
+    let copy = deadletter::set_aside_copy(message, reason, detail, max_bytes);
     let record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, p as usize)
-        .payload(message.payload().unwrap_or_default())
-        .headers(deadletter::headers_for(message, reason, detail));
+        .payload(copy.value)
+        .headers(copy.headers);
     let record = match message.key() {
         Some(k) => record.key(k),
         None => record,
@@ -1115,42 +1321,34 @@ fn source_headers(topic: &str, partition: i32, source: Option<Source>) -> OwnedH
     h
 }
 
-fn lag_of(owned: &Owned, high_watermark: Option<i64>) -> Option<i64> {
-    Some((high_watermark? - owned.next_offset?).max(0))
+/// Partitions of `topic` as the broker's metadata says now (none when it does not answer
+/// within a second).
+fn topic_partitions(consumer: &BaseConsumer<CounterContext>, topic: &str) -> Option<usize> {
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(1))
+        .ok()?;
+    md.topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| t.partitions().len())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The consumer's position in each assigned partition of `topic` (empty when unknown).
+fn positions(consumer: &BaseConsumer<CounterContext>, topic: &str) -> HashMap<i32, i64> {
+    consumer.position().map_or_else(
+        |_| HashMap::new(),
+        |tpl| {
+            tpl.elements_for_topic(topic)
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some((e.partition(), o)),
+                    _ => None,
+                })
+                .collect()
+        },
+    )
+}
 
-    #[test]
-    fn a_gap_is_read_again_from_further_back_until_proven_real() {
-        // First sight: read again from just before the gap.
-        assert_eq!(gap_action(None, 5_000), GapAction::ReadFrom(4_999));
-        let mut h = Healing {
-            next: 5_000,
-            from: 4_999,
-            attempts: 1,
-            saw_earlier: false,
-        };
-        // The broker skipped ahead again without showing anything earlier: go further back.
-        assert_eq!(
-            gap_action(Some(&h), 5_000),
-            GapAction::ReadFrom(5_000 - 2_048)
-        );
-        // A record before the gap came, and the next one is after it: the hole is real.
-        h.saw_earlier = true;
-        assert_eq!(gap_action(Some(&h), 5_000), GapAction::Accept);
-        // Reading from the very beginning is as far back as it goes.
-        let from_zero = Healing {
-            next: 10,
-            from: 0,
-            attempts: 1,
-            saw_earlier: false,
-        };
-        assert_eq!(gap_action(Some(&from_zero), 10), GapAction::Accept);
-        // A new gap elsewhere starts over.
-        assert_eq!(gap_action(Some(&h), 9_000), GapAction::ReadFrom(8_999));
-        assert_eq!(gap_action(None, 0), GapAction::ReadFrom(0));
-    }
+fn lag_of(owned: &Owned, high_watermark: Option<i64>) -> Option<i64> {
+    Some((high_watermark? - owned.next_offset?).max(0))
 }

@@ -26,6 +26,23 @@ pub enum RuntimeError {
         /// Why.
         reason: String,
     },
+    /// Output of a partition is refused for good (a record too big for the topic, no
+    /// permission): rewinding it again would repeat the refusal forever.
+    #[error(
+        "output of events partition {partition} refused {rounds} checkpoint rounds in a row ({reason}); stopping instead of rewinding it forever: fix the topic (max.message.bytes, ACLs) or the producer settings, then restart"
+    )]
+    OutputRefused {
+        /// Events partition whose output was refused.
+        partition: i32,
+        /// Rounds in a row.
+        rounds: u32,
+        /// The producer's or broker's reason, with the topic.
+        reason: String,
+    },
+    /// The output producer failed in a way it cannot recover from (librdkafka's fatal
+    /// error, e.g. an idempotent producer that lost its sequence).
+    #[error("the output producer failed fatally: {0}; a restart resumes from the last checkpoint")]
+    ProducerFatal(String),
     /// The configuration cannot work (checked at start-up).
     #[error("configuration: {0}")]
     Config(String),
@@ -66,6 +83,9 @@ impl RuntimeError {
             RuntimeError::Timeout(_) => true,
             RuntimeError::Io { .. } | RuntimeError::Proto(_) => false,
             RuntimeError::Restore { .. } | RuntimeError::Config(_) => false,
+            RuntimeError::OutputRefused { .. } => false,
+            // A new process (new producer id) goes on from the last checkpoint.
+            RuntimeError::ProducerFatal(_) => true,
         }
     }
 

@@ -7,7 +7,8 @@
 //!   candidates into the global board per window, with its alerts.
 //! - [`board`] — `trendwatch leaderboard`: the live board in a terminal, or once as JSON.
 //! - [`checkpoint`] — the checkpoint format on the compacted state topics and its store.
-//! - [`deadletter`] — headers of dead-letter and late records.
+//! - [`deadletter`] — headers of dead-letter and late records, cut to fit when too big.
+//! - `delivery` — the counter's delivery decisions that need no broker (pure functions).
 //! - [`client`] — Kafka clients from the configuration, topic creation.
 //! - [`health`] — readiness, and the HTTP listener for `/metrics`, `/healthz`, `/readyz`.
 //! - [`telemetry`] — every metric name, described in one place; logging set-up.
@@ -23,6 +24,7 @@ pub mod client;
 mod context;
 pub mod counter;
 pub mod deadletter;
+mod delivery;
 mod error;
 pub mod health;
 mod output;

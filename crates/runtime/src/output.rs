@@ -1,7 +1,7 @@
 //! What the services produce through: a producer context that remembers which input
 //! partitions lost output, and a send that waits while the producer's queue is full.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -14,15 +14,54 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::telemetry as m;
 
-/// Collects the partitions whose produced records the broker did not acknowledge.
+/// Collects the partitions whose produced records the broker did not acknowledge, and
+/// which of them were refused for a reason that retrying cannot mend.
 #[derive(Default)]
 pub(crate) struct DeliveryTracker {
     failed: Mutex<BTreeSet<i32>>,
+    permanent: Mutex<BTreeMap<i32, String>>,
+}
+
+/// Whether a refusal of a record will repeat, however often it is sent again: the record
+/// itself, or what the producer may do, is wrong.
+pub(crate) fn is_permanent(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::MessageSizeTooLarge
+            | C::InvalidMessageSize
+            | C::InvalidMessage
+            | C::InvalidRecord
+            | C::UnsupportedForMessageFormat
+            | C::PolicyViolation
+            | C::TopicAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+    )
 }
 
 impl DeliveryTracker {
     pub(crate) fn take_failed(&self) -> BTreeSet<i32> {
         std::mem::take(&mut *self.failed.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The partitions refused permanently since the last call, with the reason.
+    pub(crate) fn take_permanent(&self) -> BTreeMap<i32, String> {
+        std::mem::take(
+            &mut *self
+                .permanent
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    fn record_refusal(&self, partition: i32, error: &KafkaError, topic: &str) {
+        if error.rdkafka_error_code().is_some_and(is_permanent) {
+            self.permanent
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(partition, format!("{topic}: {error}"));
+        }
+        self.record_failure(partition);
     }
 
     pub(crate) fn record_failure(&self, partition: i32) {
@@ -48,7 +87,7 @@ impl ProducerContext for DeliveryTracker {
                 events_partition = partition,
                 "record not acknowledged; the partition will be rewound"
             );
-            self.record_failure(partition as i32);
+            self.record_refusal(partition as i32, e, message.topic());
         }
     }
 }
@@ -74,7 +113,7 @@ where
             }
             Err((e, back)) => {
                 tracing::error!(error = %e, topic = back.topic, "record refused by the producer");
-                producer.context().record_failure(partition);
+                producer.context().record_refusal(partition, &e, back.topic);
                 return false;
             }
         }

@@ -47,12 +47,21 @@ pub const WATERMARK_DELAY: &str = "trendwatch_watermark_delay_seconds";
 pub const TRACKED_VIDEOS: &str = "trendwatch_tracked_videos";
 /// Bytes of engine state over all assigned partitions.
 pub const STATE_BYTES: &str = "trendwatch_state_bytes";
+/// Event ids forgotten for `engine.capacity.max_dedup_ids` (event times stalled or a
+/// flood outran the dedup horizon): a re-delivery of one of them counts again.
+pub const DEDUP_FORGOTTEN: &str = "trendwatch_dedup_ids_forgotten_total";
 /// Tracked videos evicted for hotter ones.
 pub const VIDEOS_EVICTED: &str = "trendwatch_videos_evicted_total";
 /// Tracked videos forgotten after their TTL.
 pub const VIDEOS_EXPIRED: &str = "trendwatch_videos_expired_total";
 /// Partitions assigned to this instance.
 pub const ASSIGNED_PARTITIONS: &str = "trendwatch_assigned_partitions";
+/// Seconds this group member has been subscribed with no partition assigned (0 while it
+/// has any). Normal for a spare member; a group whose partitions have no owner while a
+/// member waits is stalled.
+pub const UNASSIGNED_SECONDS: &str = "trendwatch_unassigned_seconds";
+/// Partitions of the events topic, as the client's metadata knows them.
+pub const EVENTS_PARTITIONS: &str = "trendwatch_events_topic_partitions";
 /// Rebalance callbacks, by `kind` (`assign`, `revoke`).
 pub const REBALANCES: &str = "trendwatch_rebalances_total";
 /// Offset commits the broker refused.
@@ -63,6 +72,9 @@ pub const DELIVERY_FAILURES: &str = "trendwatch_delivery_failures_total";
 pub const PARTITION_REWINDS: &str = "trendwatch_partition_rewinds_total";
 /// Records that did not follow their partition's previous one; read again from the gap.
 pub const OFFSET_GAPS: &str = "trendwatch_offset_gaps_total";
+/// Idle advances of a silent partition's watermark not taken because its reader was not
+/// at the end of the partition's log (broker unreachable, fetch errors, records waiting).
+pub const IDLE_HELD: &str = "trendwatch_idle_advances_held_total";
 /// Offsets of the events topic that do not exist on the broker any more (transaction
 /// markers, compaction, or records deleted by retention before they were read).
 pub const OFFSETS_SKIPPED: &str = "trendwatch_offsets_skipped_total";
@@ -99,6 +111,11 @@ pub const RANKER_BOARD_SIZE: &str = "trendwatch_ranker_board_size";
 pub const RANKER_BOARD_DELAY: &str = "trendwatch_ranker_board_delay_seconds";
 /// Ranker: records of the candidates topic not yet read.
 pub const RANKER_LAG: &str = "trendwatch_ranker_lag_messages";
+
+/// A gauge not set for this long leaves `/metrics`: the per-partition gauges of a
+/// partition this instance no longer owns go with it (instead of staying at a last value
+/// or a 0 that hides the partition's real lag). Every live gauge is set at each tick.
+pub const GAUGE_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Histogram buckets for latencies and durations, in seconds.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -159,6 +176,15 @@ pub fn describe_all() {
         "Videos tracked over the assigned partitions"
     );
     describe_gauge!(STATE_BYTES, Unit::Bytes, "Bytes of engine state");
+    describe_gauge!(
+        UNASSIGNED_SECONDS,
+        Unit::Seconds,
+        "Seconds this member has been subscribed with no partition assigned (0 while it has any)"
+    );
+    describe_gauge!(
+        EVENTS_PARTITIONS,
+        "Partitions of the events topic, as the client's metadata knows them"
+    );
     describe_counter!(VIDEOS_EVICTED, "Tracked videos evicted for hotter ones");
     describe_counter!(VIDEOS_EXPIRED, "Tracked videos forgotten after their TTL");
     describe_gauge!(ASSIGNED_PARTITIONS, "Partitions assigned to this instance");
@@ -179,6 +205,14 @@ pub fn describe_all() {
     describe_counter!(
         OFFSETS_SKIPPED,
         "Events-topic offsets skipped because the broker no longer has them (markers, compaction, retention)"
+    );
+    describe_counter!(
+        DEDUP_FORGOTTEN,
+        "Event ids forgotten for the de-duplication cap (a re-delivery of one counts again)"
+    );
+    describe_counter!(
+        IDLE_HELD,
+        "Idle watermark advances not taken: the silent partition's reader was not at the end of its log (unreachable, fetch errors, backlog)"
     );
     describe_counter!(
         TRANSACTIONS,
@@ -236,6 +270,10 @@ pub fn install_metrics() -> Result<PrometheusHandle> {
         return Ok(h.clone());
     }
     let handle = PrometheusBuilder::new()
+        .idle_timeout(
+            metrics_util::MetricKindMask::GAUGE,
+            Some(GAUGE_IDLE_TIMEOUT),
+        )
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
         .and_then(|b| b.install_recorder())
         .map_err(|e| RuntimeError::Config(format!("metrics recorder: {e}")))?;
@@ -255,6 +293,8 @@ pub fn register_failure_counters() {
         OFFSET_GAPS,
         OFFSETS_SKIPPED,
         LATE_RECORDS,
+        IDLE_HELD,
+        DEDUP_FORGOTTEN,
     ] {
         metrics::counter!(name).increment(0);
     }
