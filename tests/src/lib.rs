@@ -1186,6 +1186,26 @@ impl CounterProcess {
         Some(kib * 1024)
     }
 
+    /// SIGSTOP: the process freezes (a long GC-like pause, a stalled VM) until
+    /// [`CounterProcess::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`CounterProcess::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("a running process").id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// SIGKILL: no drain, no checkpoint, no goodbye to the group.
     pub fn kill(mut self) {
         if let Some(mut child) = self.child.take() {

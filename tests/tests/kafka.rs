@@ -714,3 +714,57 @@ fn gauges_leave_with_their_partition_and_a_member_without_any_says_so() {
     b.stop();
     a.stop();
 }
+
+/// A member frozen past its session (6 s) while a second one takes its partitions over: when
+/// it thaws, its assignment is lost — it must release the partitions without checkpointing
+/// them over the new owner's, rejoin, and the run end as the replay.
+#[test]
+fn a_member_frozen_past_its_session_rejoins_without_shadowing_the_new_owner() {
+    let _one_at_a_time = serial();
+    let s = Scenario::new("zombie", 4);
+    let records = encode(&workload(43, 90_000));
+    let ends = partition_ends(&records, 4);
+    let total: i64 = ends.values().sum();
+    let reference = replay(&s.config, &records, 4);
+    let a = s.start_counter("a");
+    let b = s.start_counter("b");
+    let owns = |n: f64| {
+        move |c: &trendwatch_tests::CounterProcess| {
+            c.metrics().sum(m::ASSIGNED_PARTITIONS, &[]) == n
+        }
+    };
+    a.wait_for("a to own 2 partitions", DONE, owns(2.0));
+    b.wait_for("b to own 2 partitions", DONE, owns(2.0));
+    let publisher = s.publish_in_background(&records, 5_000.0);
+    let deadline = Instant::now() + DONE;
+    while s.committed_total() < total / 4 {
+        assert!(Instant::now() < deadline, "no progress:\n{}", a.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.pause();
+    b.wait_for("b to take every partition over", DONE, owns(4.0));
+    // Let b work on them (and checkpoint) before a thaws.
+    std::thread::sleep(Duration::from_secs(3));
+    a.resume();
+    a.wait_for("a to notice its assignment was lost", DONE, |c| {
+        c.metrics().sum(m::REBALANCES, &[("kind", "lost")]) >= 1.0
+    });
+    let summary = publisher.join().unwrap();
+    assert_eq!(summary.acknowledged, records.len() as u64, "{summary}");
+    s.wait_committed(&ends, DONE);
+    let log = a.log_text();
+    b.stop();
+    a.stop();
+    assert!(
+        log.contains("assignment lost: releasing without a checkpoint"),
+        "a must say it released a lost assignment:\n{log}"
+    );
+    let states = s.checkpointed_states();
+    let reference = reference.advanced_to(&s.config, &states);
+    let videos = assert_same_counts(&states, &reference, &ends);
+    let (distinct, duplicates) =
+        assert_same_alerts(&s.alerts(Duration::from_secs(2)), &reference.alerts);
+    eprintln!(
+        "zombie: a frozen past its session, b took over, a thawed and released its lost assignment; {videos} videos and {distinct} alerts ({duplicates} re-sent) equal the replay"
+    );
+}

@@ -302,24 +302,43 @@ impl ConsumerContext for CounterContext {
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                counter!(m::REBALANCES, "kind" => "revoke").increment(1);
+                // A lost assignment (the session expired, or the member was fenced): the
+                // partitions may already be another member's, whose checkpoints a write of
+                // ours would shadow — a zombie. Its work since the last checkpoint is
+                // dropped; the new owner redoes it from the same records.
+                let lost = consumer.assignment_lost();
+                counter!(m::REBALANCES, "kind" => if lost { "lost" } else { "revoke" })
+                    .increment(1);
                 let partitions: Vec<i32> = tpl
                     .elements_for_topic(&self.events_topic)
                     .iter()
                     .map(|e| e.partition())
                     .collect();
-                tracing::info!(?partitions, "revoked");
                 let mut worker = self.worker();
-                worker.refresh_clock();
-                worker.checkpoint(consumer, Some(&partitions), CommitMode::Sync);
+                if lost {
+                    tracing::warn!(
+                        ?partitions,
+                        "assignment lost: releasing without a checkpoint (the new owner restores the last one)"
+                    );
+                } else {
+                    tracing::info!(?partitions, "revoked");
+                    worker.refresh_clock();
+                    worker.checkpoint(consumer, Some(&partitions), CommitMode::Sync);
+                }
                 worker.release(&partitions);
                 if let Err(e) = unassign_partitions(consumer, tpl) {
                     tracing::warn!(error = %e, "unassign failed");
                 }
             }
             other => {
+                // Whatever the group did, this member no longer owns what it had: release
+                // it without a checkpoint (as for a lost assignment), or it would go on
+                // checkpointing partitions another member may own.
                 let code: RDKafkaErrorCode = other.into();
-                tracing::warn!(error = %code, "rebalance error");
+                let mut worker = self.worker();
+                let held: Vec<i32> = worker.partitions.keys().copied().collect();
+                tracing::warn!(error = %code, partitions = ?held, "rebalance error: releasing every partition without a checkpoint");
+                worker.release(&held);
                 if let Err(e) = consumer.unassign() {
                     tracing::warn!(error = %e, "unassign failed");
                 }

@@ -62,7 +62,8 @@ pub const ASSIGNED_PARTITIONS: &str = "trendwatch_assigned_partitions";
 pub const UNASSIGNED_SECONDS: &str = "trendwatch_unassigned_seconds";
 /// Partitions of the events topic, as the client's metadata knows them.
 pub const EVENTS_PARTITIONS: &str = "trendwatch_events_topic_partitions";
-/// Rebalance callbacks, by `kind` (`assign`, `revoke`).
+/// Rebalance callbacks, by `kind` (`assign`, `revoke`, and `lost` for an assignment the
+/// group took away without a revoke: session expired, member fenced).
 pub const REBALANCES: &str = "trendwatch_rebalances_total";
 /// Offset commits the broker refused.
 pub const COMMIT_FAILURES: &str = "trendwatch_commit_failures_total";
