@@ -507,6 +507,22 @@ impl Scenario {
         self.committed().values().sum()
     }
 
+    /// Waits until the group has committed at least `n` records in all, failing with
+    /// `counter`'s log after `timeout`.
+    pub fn wait_committed_total(&self, n: i64, timeout: Duration, counter: &CounterProcess) {
+        let deadline = Instant::now() + timeout;
+        while self.committed_total() < n {
+            assert!(
+                Instant::now() < deadline,
+                "[{}] committed {} of the {n} records waited for; log:\n{}",
+                self.name,
+                self.committed_total(),
+                counter.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Every record of `topic` (all partitions from the beginning), reading until `expect`
     /// records arrived or `quiet` passed without one.
     pub fn read_topic(&self, topic: &str, expect: Option<usize>, quiet: Duration) -> Vec<Record> {
@@ -739,11 +755,7 @@ impl Reference {
             .map(|(p, want)| {
                 let mut state =
                     PartitionState::from_bytes(config.engine.clone(), &want.to_bytes()).unwrap();
-                state.propose_candidates(if config.topics.candidates.is_empty() {
-                    0
-                } else {
-                    config.ranking.exit_rank as usize
-                });
+                state.propose_candidates(candidates_k(config));
                 if let (Some(live), Some(ours)) = (
                     service.get(p).and_then(|(_, s)| s.watermark()),
                     state.watermark(),
@@ -764,17 +776,22 @@ impl Reference {
     }
 }
 
+/// Candidates a counter with `config` proposes per closed window (0: no candidates topic).
+fn candidates_k(config: &Config) -> usize {
+    if config.topics.candidates.is_empty() {
+        0
+    } else {
+        config.ranking.exit_rank as usize
+    }
+}
+
 /// Replays `records` as the counter would see them.
 pub fn replay(
     config: &Config,
     records: &[(Option<Vec<u8>>, Vec<u8>)],
     partitions: i32,
 ) -> Reference {
-    let candidates_k = if config.topics.candidates.is_empty() {
-        0
-    } else {
-        config.ranking.exit_rank as usize
-    };
+    let candidates_k = candidates_k(config);
     let mut states: BTreeMap<i32, PartitionState> = (0..partitions)
         .map(|p| {
             let mut state = PartitionState::new(config.engine.clone()).unwrap();

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use trendwatch_runtime::telemetry as m;
 use trendwatch_tests::{
-    CounterProcess, Scenario, assert_same_alerts, assert_same_counts, broker, encode,
-    partition_ends, replay, serial, workload,
+    Scenario, assert_same_alerts, assert_same_counts, broker, encode, partition_ends, replay,
+    serial, workload,
 };
 
 const DONE: Duration = Duration::from_secs(180);
@@ -28,7 +28,7 @@ fn the_counter_rides_out_a_broker_killed_and_restarted_mid_stream() {
     let counter = s.start_counter("counter");
     // About 20 s of publishing, so the outage lands in the middle of the stream.
     let publisher = s.publish_in_background(&records, 5_000.0);
-    wait_committed_at_least(&s, &counter, total / 3);
+    s.wait_committed_total(total / 3, DONE, &counter);
     let killed_at = s.committed_total();
     let outage = Instant::now();
     broker().kill();
@@ -66,19 +66,6 @@ fn the_counter_rides_out_a_broker_killed_and_restarted_mid_stream() {
     );
 }
 
-/// Waits until the scenario's group has committed at least `n` records in all.
-fn wait_committed_at_least(s: &Scenario, c: &CounterProcess, n: i64) {
-    let deadline = Instant::now() + DONE;
-    while s.committed_total() < n {
-        assert!(
-            Instant::now() < deadline,
-            "no progress; log:\n{}",
-            c.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// A frozen broker with the session outliving the freeze: the counter keeps its partitions
 /// and cannot read them. Their silence is not idleness: had the watermark moved on with
 /// the clock for the 19 s past the idle timeout, the backlog published meanwhile would come
@@ -107,7 +94,7 @@ fn a_frozen_broker_is_an_outage_not_an_idle_partition() {
 
     let counter = s.start_counter("counter");
     let publisher = s.publish_in_background(&records, 5_000.0);
-    wait_committed_at_least(&s, &counter, total / 4);
+    s.wait_committed_total(total / 4, DONE, &counter);
     broker().pause();
     std::thread::sleep(Duration::from_secs(37));
     broker().resume();

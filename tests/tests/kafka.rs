@@ -154,15 +154,7 @@ fn restart_mid_stream_loses_and_doubles_nothing() {
 
     let first = s.start_counter("first");
     let publisher = s.publish_in_background(&records, 25_000.0);
-    let deadline = Instant::now() + DONE;
-    while s.committed_total() < total / 3 {
-        assert!(
-            Instant::now() < deadline,
-            "no progress; log:\n{}",
-            first.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    s.wait_committed_total(total / 3, DONE, &first);
     let stopped_at = s.committed_total();
     first.stop();
     let second = s.start_counter("second");
@@ -195,24 +187,13 @@ fn join_and_leave(protocol: GroupProtocol) {
 
     let a = s.start_counter("a");
     let publisher = s.publish_in_background(&records, 15_000.0);
-    let deadline = Instant::now() + DONE;
-    while s.committed_total() < total / 5 {
-        assert!(
-            Instant::now() < deadline,
-            "no progress; log:\n{}",
-            a.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    s.wait_committed_total(total / 5, DONE, &a);
     let b = s.start_counter("b");
     b.wait_for("b to own partitions", Duration::from_secs(60), |b| {
         b.metrics().sum(m::ASSIGNED_PARTITIONS, &[]) >= 1.0
     });
     let joined_at = s.committed_total();
-    while s.committed_total() < joined_at + total / 5 {
-        assert!(Instant::now() < deadline, "no progress after b joined");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    s.wait_committed_total(joined_at + total / 5, DONE, &b);
     let a_while_shared = a.metrics().sum(m::ASSIGNED_PARTITIONS, &[]);
     let b_processed = b.metrics().sum(m::RECORDS_CONSUMED, &[]);
     b.stop();
@@ -297,15 +278,7 @@ fn a_static_member_restarted_gets_its_partitions_back_without_a_rebalance() {
     a.wait_for("a to own 2 partitions", Duration::from_secs(60), both);
     b.wait_for("b to own 2 partitions", Duration::from_secs(60), both);
     let publisher = s.publish_in_background(&records, 10_000.0);
-    let deadline = Instant::now() + DONE;
-    while s.committed_total() < total / 4 {
-        assert!(
-            Instant::now() < deadline,
-            "no progress; log:\n{}",
-            a.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    s.wait_committed_total(total / 4, DONE, &a);
     let before = b.metrics();
     let b_rebalances = |m: &trendwatch_tests::Metrics| {
         (
@@ -322,6 +295,7 @@ fn a_static_member_restarted_gets_its_partitions_back_without_a_rebalance() {
         both,
     );
     // b keeps its two partitions all along.
+    let deadline = Instant::now() + DONE;
     while s.committed_total() < total {
         let m = b.metrics();
         assert_eq!(
@@ -736,11 +710,7 @@ fn a_member_frozen_past_its_session_rejoins_without_shadowing_the_new_owner() {
     a.wait_for("a to own 2 partitions", DONE, owns(2.0));
     b.wait_for("b to own 2 partitions", DONE, owns(2.0));
     let publisher = s.publish_in_background(&records, 5_000.0);
-    let deadline = Instant::now() + DONE;
-    while s.committed_total() < total / 4 {
-        assert!(Instant::now() < deadline, "no progress:\n{}", a.log_text());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    s.wait_committed_total(total / 4, DONE, &a);
     a.pause();
     b.wait_for("b to take every partition over", DONE, owns(4.0));
     // Let b work on them (and checkpoint) before a thaws.

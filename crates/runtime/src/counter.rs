@@ -787,15 +787,13 @@ impl Worker {
             .filter(|(_, o)| o.state.idle_due(now))
             .map(|(p, _)| *p)
             .collect();
-        let ends = if due.is_empty() {
-            HashMap::new()
+        let (ends, positions) = if due.is_empty() {
+            (HashMap::new(), HashMap::new())
         } else {
-            self.end_offsets(consumer, &due)
-        };
-        let positions = if due.is_empty() {
-            HashMap::new()
-        } else {
-            positions(consumer, &self.config.topics.events)
+            (
+                self.end_offsets(consumer, &due),
+                positions(consumer, &self.config.topics.events),
+            )
         };
         let partitions: Vec<i32> = self.partitions.keys().copied().collect();
         for p in partitions {
