@@ -285,12 +285,25 @@ impl PartitionState {
             .is_some_and(|since| wall_now_ms.saturating_sub(since) > self.geo.idle_timeout_ms)
     }
 
-    /// The partition is not idle, only unread: its reader is behind the end of the log or
-    /// cannot reach it. Silence so far does not count; it is measured again from
-    /// `wall_now_ms`, so a backlog read later is not behind an advanced watermark.
-    pub fn hold_idle(&mut self, wall_now_ms: i64) {
-        self.clock.idle_since = Some(wall_now_ms);
-        self.clock.events_since_tick = false;
+    /// Since when (wall clock) the partition has been silent, if it is: events arrived
+    /// before, none since the last [`PartitionState::tick`], and silence is being measured.
+    pub fn silent_since(&self) -> Option<i64> {
+        if self.clock.events_since_tick || self.clock.max_event_time.is_none() {
+            return None;
+        }
+        self.clock.idle_since
+    }
+
+    /// The partition was not idle but unread until `wall_ms`: its reader was behind the end
+    /// of the log or could not reach it. Silence before `wall_ms` does not count; it is
+    /// measured from there, so a backlog read later is not behind an advanced watermark.
+    /// No effect when events arrived since the last tick (the next tick measures silence
+    /// from itself) or when silence already counts from later.
+    pub fn hold_idle(&mut self, wall_ms: i64) {
+        if self.clock.events_since_tick {
+            return;
+        }
+        self.clock.idle_since = Some(self.clock.idle_since.map_or(wall_ms, |s| s.max(wall_ms)));
     }
 
     /// Advances the watermark to `target` (no effect unless it is ahead), closing windows

@@ -68,7 +68,8 @@ use crate::context::{
 };
 use crate::deadletter;
 use crate::delivery::{
-    GapAction, Healing, Strikes, at_end_of_log, gap_action, rewind_target, worth_checkpoint,
+    GapAction, Healing, IdleTick, IdleWatch, Strikes, at_end_of_log, gap_action, rewind_target,
+    tick_partition, worth_checkpoint,
 };
 use crate::error::{Result, RuntimeError};
 use crate::health::Health;
@@ -154,7 +155,12 @@ pub fn run(config: Config, health: Arc<Health>, shutdown: CancellationToken) -> 
                 }
             }
             Some(Err(KafkaError::PartitionEOF(p))) => consumer.context().worker().mark_eof(p),
-            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "consumer error");
+                // Whatever failed, the reader may have missed records: silence so far is
+                // not the stream's.
+                consumer.context().worker().read_trouble();
+            }
             None => {}
         }
         since_clock = 0;
@@ -426,6 +432,8 @@ struct Worker {
     now_ms: i64,
     /// Start of the monotonic clock idle silence is measured on.
     started: Instant,
+    /// When silent partitions are looked at, and the reader's trouble since the last tick.
+    idle_watch: IdleWatch,
     /// The output producer's `message.max.bytes`: dead letters are cut to fit it.
     max_record_bytes: usize,
     /// Rounds in a row each partition's output was refused for good.
@@ -465,6 +473,11 @@ impl Worker {
             encoded: Vec::new(),
             now_ms: wall_ms(),
             started: Instant::now(),
+            idle_watch: IdleWatch::new(
+                ms(config.engine.windows.idle_timeout),
+                ms(config.counter.tick_interval),
+                0,
+            ),
             max_record_bytes: config
                 .kafka
                 .get("message.max.bytes")
@@ -781,52 +794,58 @@ impl Worker {
         // Silence is measured on the monotonic clock: a step of the wall clock is not time
         // the stream was quiet.
         let now = self.idle_ms();
-        let due: Vec<i32> = self
-            .partitions
-            .iter()
-            .filter(|(_, o)| o.state.idle_due(now))
-            .map(|(p, _)| *p)
-            .collect();
-        let (ends, positions) = if due.is_empty() {
+        let plan = self.idle_watch.plan(
+            now,
+            self.partitions
+                .iter()
+                .map(|(p, o)| (*p, o.state.silent_since(), o.state.idle_due(now))),
+        );
+        if let Some(trouble) = plan.hold_all_from {
+            for o in self.partitions.values_mut() {
+                o.state.hold_idle(trouble);
+            }
+        }
+        let (ends, positions) = if plan.look.is_empty() {
             (HashMap::new(), HashMap::new())
         } else {
             (
-                self.end_offsets(consumer, &due),
+                self.end_offsets(consumer, &plan.look),
                 positions(consumer, &self.config.topics.events),
             )
         };
         let partitions: Vec<i32> = self.partitions.keys().copied().collect();
         for p in partitions {
             if let Some(o) = self.partitions.get_mut(&p) {
-                if due.contains(&p)
-                    && !at_end_of_log(
+                let looked = plan.look.contains(&p);
+                let at_end = looked
+                    && at_end_of_log(
                         o.next_offset,
                         positions.get(&p).copied(),
                         ends.get(&p).copied(),
-                    )
-                {
-                    counter!(m::IDLE_HELD).increment(1);
-                    tracing::debug!(
-                        partition = p,
-                        next = ?o.next_offset,
-                        end = ?ends.get(&p),
-                        "silent but not at the end of its log: the watermark stays"
                     );
-                    o.state.hold_idle(now);
-                    continue;
+                match tick_partition(&mut o.state, looked, at_end, now, &mut self.alerts) {
+                    IdleTick::Held => {
+                        counter!(m::IDLE_HELD).increment(1);
+                        tracing::debug!(
+                            partition = p,
+                            next = ?o.next_offset,
+                            end = ?ends.get(&p),
+                            "silent but not at the end of its log: the watermark stays"
+                        );
+                        continue;
+                    }
+                    IdleTick::Ticked { moved } => {
+                        o.state.drain_candidates(&mut self.candidate_sets);
+                        if moved && !o.idle {
+                            tracing::info!(
+                                partition = p,
+                                watermark = ?o.state.watermark(),
+                                "partition idle at the end of its log: its watermark moves on with the clock"
+                            );
+                        }
+                        o.idle = moved;
+                    }
                 }
-                let before = o.state.watermark();
-                o.state.tick(now, &mut self.alerts);
-                o.state.drain_candidates(&mut self.candidate_sets);
-                let moved = o.state.watermark() != before;
-                if moved && !o.idle {
-                    tracing::info!(
-                        partition = p,
-                        watermark = ?o.state.watermark(),
-                        "partition idle at the end of its log: its watermark moves on with the clock"
-                    );
-                }
-                o.idle = moved;
             }
             if !self.alerts.is_empty() {
                 self.emit_alerts(p, None);
@@ -848,6 +867,12 @@ impl Worker {
             .collect();
         health.set_partitions(readiness);
         gauge!(m::READY).set(if health.readiness().is_ok() { 1.0 } else { 0.0 });
+    }
+
+    /// The reader reported trouble: no partition's silence counts before now.
+    fn read_trouble(&mut self) {
+        let now = self.idle_ms();
+        self.idle_watch.trouble(now);
     }
 
     /// Milliseconds on the monotonic clock since the worker started.

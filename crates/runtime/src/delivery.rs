@@ -8,6 +8,7 @@
 //! - **Idle** ([`at_end_of_log`]): a silent partition's watermark may move on with the
 //!   clock only when its reader has everything the broker holds for it. A partition that
 //!   cannot be read is not idle.
+//!   [`IdleWatch`] decides when to ask and since when silence counts.
 //! - **Rewinds** ([`rewind_target`]): where a partition whose output was lost is read
 //!   again from.
 //! - **Refusals that repeat** ([`Strikes`]): output the broker or the producer refuses for
@@ -15,6 +16,8 @@
 //!   few rounds in a row the process stops and says why.
 //!
 //! The rdkafka code in [`crate::counter`] asks these and carries out the answers.
+
+use trendwatch_core::{Alert, PartitionState};
 
 /// An offset gap being healed: the partition is read again from `from` (< `next`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +69,103 @@ pub(crate) fn at_end_of_log(
         return false;
     };
     next_offset.max(position).unwrap_or(0) >= end
+}
+
+/// When the counter asks the broker whether its silent partitions are at the end of their
+/// logs, and since when their silence may count. One look when the idle timeout passes is
+/// not enough: a broker that was away for most of the timeout and answers again just
+/// before the look would have its absence counted as the stream's silence (and the
+/// producers' backlog, delivered a moment later, would be behind the advanced watermark).
+/// So silent partitions are looked at every [`IdleWatch::every_ms`] (a quarter of the idle
+/// timeout), a look that does not confirm the end of the log restarts the silence, and so
+/// does any trouble the reader reports (a failed fetch, a broker connection lost): unread
+/// time counted as silence is at most one look's interval, and none when the client says
+/// it could not read.
+#[derive(Debug)]
+pub(crate) struct IdleWatch {
+    every_ms: i64,
+    last_look_ms: i64,
+    trouble_at: Option<i64>,
+}
+
+/// What a tick does about silence (see [`IdleWatch::plan`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct IdlePlan {
+    /// The reader reported trouble at this time: no partition's silence counts before it.
+    pub(crate) hold_all_from: Option<i64>,
+    /// Partitions to look at now: each is held unless the broker confirms its reader is
+    /// at the end of its log (see [`at_end_of_log`]).
+    pub(crate) look: Vec<i32>,
+}
+
+impl IdleWatch {
+    pub(crate) fn new(idle_timeout_ms: i64, tick_ms: i64, now_ms: i64) -> Self {
+        Self {
+            every_ms: (idle_timeout_ms / 4).max(tick_ms).max(1),
+            last_look_ms: now_ms,
+            trouble_at: None,
+        }
+    }
+
+    /// The reader reported trouble (a consumer error) at `now_ms`.
+    pub(crate) fn trouble(&mut self, now_ms: i64) {
+        self.trouble_at = Some(now_ms);
+    }
+
+    /// The plan of a tick at `now_ms`, given each partition's `(partition, silent_since,
+    /// idle_due)`: every silent partition is looked at once an interval has passed since
+    /// the last look, and a partition whose idle advance is due is looked at whatever the
+    /// interval (the advance happens only on a look that confirms the end of the log).
+    pub(crate) fn plan(
+        &mut self,
+        now_ms: i64,
+        partitions: impl IntoIterator<Item = (i32, Option<i64>, bool)>,
+    ) -> IdlePlan {
+        let hold_all_from = self.trouble_at.take();
+        let round = now_ms.saturating_sub(self.last_look_ms) >= self.every_ms;
+        let look: Vec<i32> = partitions
+            .into_iter()
+            .filter(|&(_, silent_since, due)| due || (round && silent_since.is_some()))
+            .map(|(p, _, _)| p)
+            .collect();
+        if round {
+            self.last_look_ms = now_ms;
+        }
+        IdlePlan {
+            hold_all_from,
+            look,
+        }
+    }
+}
+
+/// What a tick did to one partition's clock (see [`tick_partition`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IdleTick {
+    /// Looked at and not confirmed at the end of its log: its silence starts again now.
+    Held,
+    /// Ticked; `moved` when its watermark moved on with the clock (it is idle).
+    Ticked { moved: bool },
+}
+
+/// One partition's part of a tick at `now_ms`, after the [`IdlePlan`] was carried out:
+/// `looked` when it was among [`IdlePlan::look`], `at_end` what the look found (see
+/// [`at_end_of_log`]). A partition looked at and not at the end is held, not ticked.
+pub(crate) fn tick_partition(
+    state: &mut PartitionState,
+    looked: bool,
+    at_end: bool,
+    now_ms: i64,
+    out: &mut Vec<Alert>,
+) -> IdleTick {
+    if looked && !at_end {
+        state.hold_idle(now_ms);
+        return IdleTick::Held;
+    }
+    let before = state.watermark();
+    state.tick(now_ms, out);
+    IdleTick::Ticked {
+        moved: state.watermark() != before,
+    }
 }
 
 /// Where a partition whose output was lost is read again from: its last checkpoint, or,
@@ -170,6 +270,32 @@ mod tests {
         // An empty partition.
         assert!(at_end_of_log(None, None, Some(0)));
         assert!(!at_end_of_log(None, None, Some(3)));
+    }
+
+    #[test]
+    fn silent_partitions_are_looked_at_every_quarter_of_the_idle_timeout() {
+        let mut w = IdleWatch::new(20_000, 1_000, 0);
+        assert_eq!(w.every_ms, 5_000);
+        // Partition 1 is silent, 2 busy, 3 due.
+        let parts = [(1, Some(0), false), (2, None, false), (3, Some(0), true)];
+        // Before an interval has passed only the due one is looked at.
+        assert_eq!(
+            w.plan(4_999, parts),
+            IdlePlan {
+                hold_all_from: None,
+                look: vec![3]
+            }
+        );
+        // Then every silent one, and the interval starts again.
+        assert_eq!(w.plan(5_000, parts).look, vec![1, 3]);
+        assert_eq!(w.plan(9_999, parts).look, vec![3]);
+        assert_eq!(w.plan(10_000, parts).look, vec![1, 3]);
+        // Trouble the reader reported holds everyone once.
+        w.trouble(10_500);
+        assert_eq!(w.plan(11_000, parts).hold_all_from, Some(10_500));
+        assert_eq!(w.plan(11_500, parts).hold_all_from, None);
+        // A short idle timeout still looks no more often than once a tick.
+        assert_eq!(IdleWatch::new(2_000, 1_000, 0).every_ms, 1_000);
     }
 
     #[test]

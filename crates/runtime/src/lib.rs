@@ -31,6 +31,8 @@ mod output;
 pub mod perf;
 pub mod publish;
 pub mod ranker;
+#[cfg(test)]
+mod sim;
 pub mod tail;
 pub mod telemetry;
 
