@@ -8,10 +8,19 @@
 //! the other slot; compaction keeps the latest record per key, i.e. at most two
 //! generations.
 //!
+//! Every chunk carries the CRC of the whole state it is a piece of, which names the write:
+//! a generation written again after a partly acknowledged attempt (the round failed, so
+//! the generation number is used again) shares its keys with that attempt, and a chunk
+//! the new write did not replace — a higher index when the state shrank, or any chunk
+//! whose new copy was not acknowledged — belongs to the other write and is never
+//! assembled with it.
+//!
 //! Restoring reads the state partition from the beginning up to a marker record written
 //! just before (its offset comes back in the produce acknowledgement, which does not
 //! depend on the broker's high watermark being exact), keeps the newest record per key,
-//! and takes the newest generation whose chunks are all present and intact.
+//! and offers every whole write, newest generation first
+//! ([`CheckpointAssembler::finish_all`]): the caller takes the newest one it can decode,
+//! so a newest state that does not decode falls back to the older one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -24,13 +33,18 @@ use rdkafka::{Offset, TopicPartitionList};
 use trendwatch_config::{Config, ProcessingGuarantee};
 
 use crate::client::{partition_count, producer_config, reader_config, transaction_timeout};
+use crate::delivery::{RESTORE_ATTEMPTS, RestoreProgress};
 use crate::error::{Result, RuntimeError};
+use crate::telemetry as m;
 
 const MAGIC: &[u8; 4] = b"TWCK";
 const MARKER: &[u8; 4] = b"TWMK";
-const VERSION: u8 = 1;
-/// magic, version, partition, generation, offset, chunk, chunks, crc.
-const HEADER_LEN: usize = 4 + 1 + 4 + 8 + 8 + 4 + 4 + 4;
+/// Version 2 adds the whole state's CRC; version 1 chunks (written before) are still read.
+const VERSION: u8 = 2;
+/// magic, version, partition, generation, offset, chunk, chunks, crc (version 1).
+const HEADER_LEN_V1: usize = 4 + 1 + 4 + 8 + 8 + 4 + 4 + 4;
+/// Version 2: and the CRC of the whole state.
+const HEADER_LEN: usize = HEADER_LEN_V1 + 4;
 
 /// The latest checkpoint of a partition.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +79,7 @@ pub fn encode_chunks(
         checkpoint.state.chunks(chunk_bytes.max(1)).collect()
     };
     let chunks = pieces.len() as u32;
+    let whole = crc32fast::hash(&checkpoint.state);
     pieces
         .into_iter()
         .enumerate()
@@ -78,6 +93,7 @@ pub fn encode_chunks(
             v.extend_from_slice(&(i as u32).to_le_bytes());
             v.extend_from_slice(&chunks.to_le_bytes());
             v.extend_from_slice(&crc32fast::hash(piece).to_le_bytes());
+            v.extend_from_slice(&whole.to_le_bytes());
             v.extend_from_slice(piece);
             (
                 chunk_key(events_topic, partition, checkpoint.generation, i as u32),
@@ -93,13 +109,20 @@ struct Chunk {
     offset: i64,
     index: u32,
     chunks: u32,
+    /// The CRC of the whole state this chunk is a piece of (none in version 1).
+    whole: Option<u32>,
     data: Vec<u8>,
 }
 
 fn decode_chunk(value: &[u8], partition: i32) -> Option<Chunk> {
     let rest = value.strip_prefix(MAGIC.as_slice())?;
     let (&version, rest) = rest.split_first()?;
-    if version != VERSION || rest.len() < HEADER_LEN - 5 {
+    let header = match version {
+        1 => HEADER_LEN_V1,
+        2 => HEADER_LEN,
+        _ => return None,
+    };
+    if rest.len() < header - 5 {
         return None;
     }
     let i32_at = |o: usize| rest[o..o + 4].try_into().ok().map(i32::from_le_bytes);
@@ -113,7 +136,12 @@ fn decode_chunk(value: &[u8], partition: i32) -> Option<Chunk> {
     let index = u32_at(20)?;
     let chunks = u32_at(24)?;
     let crc = u32_at(28)?;
-    let data = &rest[32..];
+    let whole = if version >= 2 {
+        Some(u32_at(32)?)
+    } else {
+        None
+    };
+    let data = &rest[header - 5..];
     if crc32fast::hash(data) != crc || index >= chunks {
         return None;
     }
@@ -122,6 +150,7 @@ fn decode_chunk(value: &[u8], partition: i32) -> Option<Chunk> {
         offset,
         index,
         chunks,
+        whole,
         data: data.to_vec(),
     })
 }
@@ -174,37 +203,50 @@ impl CheckpointAssembler {
         }
     }
 
-    /// The newest generation whose chunks are all present, if any.
+    /// The newest whole checkpoint, if any (see [`CheckpointAssembler::finish_all`]).
     pub fn finish(self) -> Option<Checkpoint> {
-        let mut by_generation: HashMap<u64, Vec<&Chunk>> = HashMap::new();
+        self.finish_all().into_iter().next()
+    }
+
+    /// Every whole checkpoint, newest generation first: the writes whose chunks are all
+    /// present, agree on their offset and count, and (version 2) put together the state
+    /// their CRC names. A write's chunks are told apart from another write of the same
+    /// generation by that CRC.
+    pub fn finish_all(self) -> Vec<Checkpoint> {
+        let mut by_write: HashMap<(u64, Option<u32>), Vec<&Chunk>> = HashMap::new();
         for c in self.latest.values() {
-            by_generation.entry(c.generation).or_default().push(c);
+            by_write.entry((c.generation, c.whole)).or_default().push(c);
         }
-        let mut generations: Vec<u64> = by_generation.keys().copied().collect();
-        generations.sort_unstable_by(|a, b| b.cmp(a));
-        for g in generations {
-            let mut chunks = by_generation.remove(&g).unwrap_or_default();
-            chunks.sort_by_key(|c| c.index);
-            let total = chunks.first().map_or(0, |c| c.chunks);
-            let complete = chunks.len() == total as usize
-                && chunks
-                    .iter()
-                    .enumerate()
-                    .all(|(i, c)| c.index == i as u32 && c.chunks == total);
-            let same_offset = chunks.windows(2).all(|w| w[0].offset == w[1].offset);
-            if complete && same_offset {
+        let mut whole: Vec<Checkpoint> = by_write
+            .into_iter()
+            .filter_map(|((generation, crc), mut chunks)| {
+                chunks.sort_by_key(|c| c.index);
+                let total = chunks.first().map_or(0, |c| c.chunks);
+                let complete = chunks.len() == total as usize
+                    && chunks
+                        .iter()
+                        .enumerate()
+                        .all(|(i, c)| c.index == i as u32 && c.chunks == total);
+                let same_offset = chunks.windows(2).all(|w| w[0].offset == w[1].offset);
+                if !(complete && same_offset) {
+                    return None;
+                }
                 let mut state = Vec::with_capacity(chunks.iter().map(|c| c.data.len()).sum());
                 for c in &chunks {
                     state.extend_from_slice(&c.data);
                 }
-                return Some(Checkpoint {
-                    generation: g,
+                if crc.is_some_and(|crc| crc32fast::hash(&state) != crc) {
+                    return None;
+                }
+                Some(Checkpoint {
+                    generation,
                     offset: chunks[0].offset,
                     state,
-                });
-            }
-        }
-        None
+                })
+            })
+            .collect();
+        whole.sort_by_key(|c| std::cmp::Reverse(c.generation));
+        whole
     }
 }
 
@@ -217,8 +259,9 @@ pub struct CheckpointStore {
     state_partitions: i32,
     chunk_bytes: usize,
     ack_timeout: Duration,
-    /// Longest a restore reads: in exactly-once mode a transaction a crashed instance left
-    /// open holds `read_committed` readers back until the broker aborts it.
+    /// Longest a restore waits for the next record of a state partition it has not read up
+    /// to its marker yet: in exactly-once mode a transaction a crashed instance left open
+    /// holds `read_committed` readers back until the broker aborts it.
     restore_timeout: Duration,
     producer: FutureProducer,
     config: Config,
@@ -341,9 +384,27 @@ impl CheckpointStore {
         (ok, bytes)
     }
 
-    /// The newest complete checkpoint of each of `partitions` (in that order), read in one
-    /// pass: a marker per partition, then one reader over the state partitions involved.
-    pub fn restore_all(&self, partitions: &[i32]) -> Result<Vec<Option<Checkpoint>>> {
+    /// The whole checkpoints of each of `partitions` (in that order; each newest first, see
+    /// [`CheckpointAssembler::finish_all`]). A restore whose reading stalls (see
+    /// [`RestoreProgress`]) is tried again from new markers, [`RESTORE_ATTEMPTS`] times in
+    /// all, before its error is returned.
+    pub fn restore_all(&self, partitions: &[i32]) -> Result<Vec<Vec<Checkpoint>>> {
+        let mut attempt = 1;
+        loop {
+            match self.restore_once(partitions) {
+                Err(e) if e.is_retryable() && attempt < RESTORE_ATTEMPTS => {
+                    metrics::counter!(m::RESTORE_RETRIES).increment(1);
+                    tracing::warn!(attempt, error = %e, "restore stalled; trying again");
+                    attempt += 1;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// One restore, read in one pass: a marker per partition, then one reader over the
+    /// state partitions involved.
+    fn restore_once(&self, partitions: &[i32]) -> Result<Vec<Vec<Checkpoint>>> {
         if partitions.is_empty() {
             return Ok(Vec::new());
         }
@@ -388,14 +449,15 @@ impl CheckpointStore {
                 )
             })
             .collect();
-        let mut pending: BTreeMap<i32, i64> = ends.clone();
-        let deadline = Instant::now() + self.restore_timeout;
-        while !pending.is_empty() {
-            if Instant::now() > deadline {
+        let started = Instant::now();
+        let elapsed_ms = || i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let patience = i64::try_from(self.restore_timeout.as_millis()).unwrap_or(i64::MAX);
+        let mut progress = RestoreProgress::new(ends, patience, 0);
+        while !progress.done() {
+            if let Some(left) = progress.stalled(elapsed_ms()) {
                 return Err(RuntimeError::Timeout(format!(
-                    "reading checkpoints of {}: state partitions {:?} not read up to their markers",
-                    self.state_topic,
-                    pending.keys().collect::<Vec<_>>()
+                    "reading checkpoints of {}: state partitions {left:?} not read up to their markers, nothing read from them for {:?}",
+                    self.state_topic, self.restore_timeout
                 )));
             }
             let Some(polled) = reader.poll(Duration::from_millis(100)) else {
@@ -403,11 +465,7 @@ impl CheckpointStore {
             };
             let m = polled.map_err(|e| RuntimeError::kafka("reading checkpoints", e))?;
             let sp = m.partition();
-            let Some(end) = pending.get(&sp).copied() else {
-                continue;
-            };
-            if m.offset() >= end {
-                pending.remove(&sp);
+            if !progress.record(sp, m.offset(), elapsed_ms()) {
                 continue;
             }
             let key = m.key().unwrap_or_default();
@@ -425,7 +483,7 @@ impl CheckpointStore {
                         "checkpoint records that are not valid chunks were skipped"
                     );
                 }
-                a.finish()
+                a.finish_all()
             })
             .collect())
     }
@@ -499,6 +557,52 @@ mod tests {
         let mut b = CheckpointAssembler::new("ev", 0);
         feed(&mut b, &records);
         assert_eq!(b.finish(), Some(g1));
+    }
+
+    #[test]
+    fn a_generation_written_again_after_a_partial_write_is_whole() {
+        // Generation 2's first write (three chunks) was partly acknowledged, so the round
+        // failed and the next round writes generation 2 again — a smaller state, two
+        // chunks. The first write's chunk 2 stays under its key.
+        let g1 = cp(1, 100, 3_000);
+        let first = cp(2, 250, 3_000);
+        let again = cp(2, 300, 2_000);
+        let mut a = CheckpointAssembler::new("ev", 0);
+        feed(&mut a, &encode_chunks("ev", 0, &g1, 1024));
+        feed(&mut a, &encode_chunks("ev", 0, &first, 1024)[2..]);
+        feed(&mut a, &encode_chunks("ev", 0, &again, 1024));
+        assert_eq!(a.finish_all(), vec![again, g1]);
+    }
+
+    #[test]
+    fn chunks_of_two_writes_of_one_generation_are_never_put_together() {
+        // Two writes of generation 2 at the same offset (an idle partition's watermark
+        // moved, its offset did not), each partly acknowledged: the slot holds chunk 0 of
+        // the first and chunks 1 and 2 of the second. Each piece is intact and the offsets
+        // agree; put together they would be a state that never existed.
+        let g1 = cp(1, 100, 3_000);
+        let first = cp(2, 250, 3_000);
+        let mut second = cp(2, 250, 3_000);
+        second.state[0] ^= 1;
+        second.state[2_500] ^= 1;
+        let mut a = CheckpointAssembler::new("ev", 0);
+        feed(&mut a, &encode_chunks("ev", 0, &g1, 1024));
+        feed(&mut a, &encode_chunks("ev", 0, &first, 1024)[..1]);
+        feed(&mut a, &encode_chunks("ev", 0, &second, 1024)[1..]);
+        assert_eq!(a.finish_all(), vec![g1]);
+    }
+
+    #[test]
+    fn version_1_chunks_are_still_read() {
+        // A version 1 chunk: the version 2 layout without the whole state's CRC.
+        let g = cp(4, 77, 100);
+        let (key, mut v2) = encode_chunks("ev", 2, &g, 1024).remove(0);
+        v2[4] = 1;
+        v2.drain(HEADER_LEN_V1..HEADER_LEN);
+        let mut a = CheckpointAssembler::new("ev", 2);
+        a.push(key.as_bytes(), Some(&v2));
+        assert_eq!(a.ignored, 0);
+        assert_eq!(a.finish(), Some(g));
     }
 
     #[test]

@@ -68,8 +68,8 @@ use crate::context::{
 };
 use crate::deadletter;
 use crate::delivery::{
-    GapAction, Healing, IdleTick, IdleWatch, Strikes, at_end_of_log, gap_action, rewind_target,
-    tick_partition, worth_checkpoint,
+    GapAction, Healing, IdleTick, IdleWatch, Strikes, at_end_of_log, gap_action, newest_readable,
+    rewind_target, tick_partition, worth_checkpoint,
 };
 use crate::error::{Result, RuntimeError};
 use crate::health::Health;
@@ -502,9 +502,9 @@ impl Worker {
         let started = Instant::now();
         let checkpoints = self.store.restore_all(partitions)?;
         let mut offsets = Vec::new();
-        for (p, checkpoint) in partitions.iter().zip(checkpoints) {
-            let owned = self.owned_from(*p, checkpoint.as_ref())?;
-            match &checkpoint {
+        for (p, candidates) in partitions.iter().zip(checkpoints) {
+            let (owned, checkpoint) = self.owned_from(*p, &candidates)?;
+            match checkpoint {
                 Some(cp) => {
                     tracing::info!(
                         partition = p,
@@ -532,31 +532,48 @@ impl Worker {
         Ok(offsets)
     }
 
-    fn owned_from(&self, partition: i32, checkpoint: Option<&Checkpoint>) -> Result<Owned> {
-        let engine = self.config.engine.clone();
+    /// The partition as the newest of its whole checkpoints (`candidates`, newest first)
+    /// that decodes leaves it (see [`newest_readable`]), with that checkpoint; empty when
+    /// there is none; an error when there are some and none decodes.
+    fn owned_from<'c>(
+        &self,
+        partition: i32,
+        candidates: &'c [Checkpoint],
+    ) -> Result<(Owned, Option<&'c Checkpoint>)> {
+        let engine = &self.config.engine;
         let restore_error = |reason: String| RuntimeError::Restore {
             topic: self.config.topics.events.clone(),
             partition,
             reason,
         };
-        let (mut state, next_offset, generation) = match checkpoint {
-            Some(cp) => (
-                PartitionState::from_bytes(engine, &cp.state)
-                    .map_err(|e| restore_error(e.to_string()))?,
-                Some(cp.offset),
-                cp.generation,
-            ),
-            None => (
-                PartitionState::new(engine).map_err(|e| restore_error(e.to_string()))?,
+        let found = newest_readable(candidates, |cp| {
+            PartitionState::from_bytes(engine.clone(), &cp.state)
+        });
+        for (cp, e) in &found.unreadable {
+            counter!(m::CHECKPOINTS_UNREADABLE).increment(1);
+            tracing::error!(
+                partition,
+                generation = cp.generation,
+                offset = cp.offset,
+                error = %e,
+                "checkpoint does not decode; the one before it is tried"
+            );
+        }
+        let (mut state, checkpoint) = match (found.chosen, found.unreadable.into_iter().next()) {
+            (Some((cp, state)), _) => (state, Some(cp)),
+            (None, Some((_, e))) => return Err(restore_error(e.to_string())),
+            (None, None) => (
+                PartitionState::new(engine.clone()).map_err(|e| restore_error(e.to_string()))?,
                 None,
-                0,
             ),
         };
+        let next_offset = checkpoint.map(|cp| cp.offset);
+        let generation = checkpoint.map_or(0, |cp| cp.generation);
         state.restart_idle_clock();
         state.propose_candidates(self.candidates_k);
         let published = state.stats().clone();
         let checkpointed = checkpoint.map(|_| (next_offset, state.watermark()));
-        Ok(Owned {
+        let owned = Owned {
             state,
             next_offset,
             generation,
@@ -568,7 +585,8 @@ impl Worker {
             checkpointed_ms: 0,
             idle: false,
             published_forgotten: 0,
-        })
+        };
+        Ok((owned, checkpoint))
     }
 
     /// Drops revoked partitions (after their checkpoint). Their per-partition gauges are
@@ -1244,9 +1262,9 @@ impl Worker {
                 return;
             }
         };
-        for (p, checkpoint) in partitions.iter().zip(restored) {
-            let owned = match self.owned_from(*p, checkpoint.as_ref()) {
-                Ok(owned) => owned,
+        for (p, candidates) in partitions.iter().zip(restored) {
+            let owned = match self.owned_from(*p, &candidates) {
+                Ok((owned, _)) => owned,
                 Err(e) => {
                     tracing::error!(partition = p, error = %e, "rewind failed; will retry");
                     self.producer.context().record_failure(*p);

@@ -9,6 +9,10 @@
 //!   clock only when its reader has everything the broker holds for it. A partition that
 //!   cannot be read is not idle.
 //!   [`IdleWatch`] decides when to ask and since when silence counts.
+//! - **Restores** ([`RestoreProgress`], [`newest_readable`]): a restore reads each state
+//!   partition up to its marker and gives up only when reading stops making progress, not
+//!   at a fixed deadline; then the newest whole checkpoint that decodes is taken, and a
+//!   newest one that does not is reported and the one before it tried.
 //! - **Rewinds** ([`rewind_target`]): where a partition whose output was lost is read
 //!   again from.
 //! - **Refusals that repeat** ([`Strikes`]): output the broker or the producer refuses for
@@ -18,6 +22,8 @@
 //! The rdkafka code in [`crate::counter`] asks these and carries out the answers.
 
 use trendwatch_core::{Alert, PartitionState};
+
+use crate::checkpoint::Checkpoint;
 
 /// An offset gap being healed: the partition is read again from `from` (< `next`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,6 +171,98 @@ pub(crate) fn tick_partition(
     state.tick(now_ms, out);
     IdleTick::Ticked {
         moved: state.watermark() != before,
+    }
+}
+
+/// A restore's reading of the state partitions, each up to the offset of the marker it
+/// wrote (see `checkpoint.rs`). A big or slow state topic is not a failure while records
+/// keep coming: the restore gives up only after `patience_ms` without a record from a
+/// partition still to be read.
+#[derive(Debug)]
+pub(crate) struct RestoreProgress {
+    /// State partition → the marker's offset, for those not read up to it yet.
+    pending: std::collections::BTreeMap<i32, i64>,
+    patience_ms: i64,
+    last_progress_ms: i64,
+}
+
+impl RestoreProgress {
+    pub(crate) fn new(
+        ends: std::collections::BTreeMap<i32, i64>,
+        patience_ms: i64,
+        now_ms: i64,
+    ) -> Self {
+        Self {
+            pending: ends,
+            patience_ms,
+            last_progress_ms: now_ms,
+        }
+    }
+
+    /// A record at `offset` of state partition `sp` arrived at `now_ms`: whether it is to be
+    /// read (it is before its partition's marker). Reaching the marker completes the
+    /// partition; both count as progress.
+    pub(crate) fn record(&mut self, sp: i32, offset: i64, now_ms: i64) -> bool {
+        let Some(&end) = self.pending.get(&sp) else {
+            return false;
+        };
+        self.last_progress_ms = now_ms;
+        if offset >= end {
+            self.pending.remove(&sp);
+            return false;
+        }
+        true
+    }
+
+    /// Every state partition was read up to its marker.
+    pub(crate) fn done(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// The state partitions still to be read, when nothing came for `patience_ms`.
+    pub(crate) fn stalled(&self, now_ms: i64) -> Option<Vec<i32>> {
+        (now_ms.saturating_sub(self.last_progress_ms) > self.patience_ms)
+            .then(|| self.pending.keys().copied().collect())
+    }
+}
+
+/// How many times a restore that stalled is tried again (with new markers) before the
+/// assignment fails: a state partition's leader moving, or a transaction of a crashed
+/// instance holding `read_committed` readers back, passes; a state topic that cannot be
+/// read at all does not.
+pub(crate) const RESTORE_ATTEMPTS: u32 = 3;
+
+/// What a restore found among a partition's whole checkpoints (newest first): the newest
+/// that decodes, and those newer than it that did not, with why.
+#[derive(Debug)]
+pub(crate) struct Readable<'a, T, E> {
+    pub(crate) chosen: Option<(&'a Checkpoint, T)>,
+    pub(crate) unreadable: Vec<(&'a Checkpoint, E)>,
+}
+
+/// Tries `decode` on each of `candidates` (newest first) until one decodes. A state that
+/// does not decode (a bug in an older writer, a bit flip the chunk CRCs missed) does not
+/// stop the partition while an older whole checkpoint does: the older one is taken and
+/// the records after it are read again. None decoding is the caller's error to report.
+pub(crate) fn newest_readable<T, E>(
+    candidates: &[Checkpoint],
+    mut decode: impl FnMut(&Checkpoint) -> Result<T, E>,
+) -> Readable<'_, T, E> {
+    let mut unreadable = Vec::new();
+    for cp in candidates {
+        match decode(cp) {
+            Ok(t) => {
+                return Readable {
+                    chosen: Some((cp, t)),
+                    unreadable,
+                };
+            }
+            Err(e) => unreadable.push((cp, e)),
+        }
+    }
+    Readable {
+        chosen: None,
+        unreadable,
     }
 }
 
@@ -318,6 +416,100 @@ mod tests {
         // Progress resets the count.
         s.clear(3);
         assert!(!s.refused(3));
+    }
+
+    #[test]
+    fn a_restore_gives_up_only_when_reading_stops_making_progress() {
+        let ends = [(0, 1_000), (1, 5)].into_iter().collect();
+        let mut r = RestoreProgress::new(ends, 10_000, 0);
+        // A slow, big partition: a record every 9 s keeps the restore going past any fixed
+        // deadline.
+        for (i, now) in (0..50).map(|i| (i, i * 9_000)) {
+            assert!(r.stalled(now).is_none(), "at {now}");
+            assert!(r.record(0, i, now));
+        }
+        // Partition 1 reaches its marker: done with it; records of unknown partitions are
+        // not read.
+        assert!(r.record(1, 4, 450_000));
+        assert!(!r.record(1, 5, 450_000));
+        assert!(!r.record(1, 6, 450_000));
+        assert!(!r.record(7, 0, 450_000));
+        assert!(!r.done());
+        // Then nothing comes for longer than the patience: stalled, naming what is left.
+        assert_eq!(r.stalled(460_000), None);
+        assert_eq!(r.stalled(460_001), Some(vec![0]));
+        assert!(!r.record(0, 1_000, 460_002));
+        assert!(r.done());
+    }
+
+    #[test]
+    fn a_restore_takes_the_newest_checkpoint_that_decodes() {
+        let cp = |generation: u64, state: &[u8]| Checkpoint {
+            generation,
+            offset: generation as i64 * 100,
+            state: state.to_vec(),
+        };
+        let decode = |c: &Checkpoint| match c.state.as_slice() {
+            b"ok" => Ok(c.generation),
+            _ => Err(format!("generation {} does not decode", c.generation)),
+        };
+        let both = [cp(7, b"bad"), cp(6, b"ok")];
+        let r = newest_readable(&both, decode);
+        assert_eq!(r.chosen.map(|(c, g)| (c.offset, g)), Some((600, 6)));
+        assert_eq!(r.unreadable.len(), 1);
+        assert_eq!(r.unreadable[0].0.generation, 7);
+        // The newest decodes: nothing is reported.
+        let r = newest_readable(&both[1..], decode);
+        assert!(r.chosen.is_some() && r.unreadable.is_empty());
+        // Nothing decodes: every reason is there for the caller's error.
+        let r = newest_readable(&both[..1], decode);
+        assert!(r.chosen.is_none());
+        assert_eq!(r.unreadable[0].1, "generation 7 does not decode");
+        // No checkpoint at all.
+        let r = newest_readable(&[], decode);
+        assert!(r.chosen.is_none() && r.unreadable.is_empty());
+    }
+
+    #[test]
+    fn a_partition_whose_newest_state_does_not_decode_restores_the_one_before() {
+        use trendwatch_core::{EngineConfig, EventKind, EventRef};
+        let config = EngineConfig::default();
+        let mut state = PartitionState::new(config.clone()).unwrap();
+        let mut out = Vec::new();
+        for (i, id) in ["a", "b", "c"].iter().enumerate() {
+            state.apply(
+                &EventRef {
+                    event_id: id,
+                    video_id: "v",
+                    creator_id: "c",
+                    kind: EventKind::Like,
+                    event_time: 1_767_571_200_000 + i as i64,
+                },
+                &mut out,
+            );
+        }
+        let older = state.to_bytes();
+        let mut newest = older.clone();
+        newest.truncate(newest.len() / 2);
+        let candidates = [
+            Checkpoint {
+                generation: 9,
+                offset: 30,
+                state: newest,
+            },
+            Checkpoint {
+                generation: 8,
+                offset: 3,
+                state: older,
+            },
+        ];
+        let r = newest_readable(&candidates, |c| {
+            PartitionState::from_bytes(config.clone(), &c.state)
+        });
+        let (cp, restored) = r.chosen.unwrap();
+        assert_eq!((cp.generation, cp.offset), (8, 3));
+        assert_eq!(restored.stats().counted.iter().sum::<u64>(), 3);
+        assert_eq!(r.unreadable.len(), 1);
     }
 
     #[test]

@@ -48,6 +48,7 @@ use crate::client::{
 };
 use crate::context::{FatalSlot, forward_log, log_level, report_brokers, report_client_error};
 use crate::counter::DEFAULT_PARTITIONS;
+use crate::delivery::newest_readable;
 use crate::error::{Result, RuntimeError};
 use crate::health::Health;
 use crate::output::{DeliveryTracker, send};
@@ -319,9 +320,14 @@ impl RankerWorker {
     /// offset to resume from, if a checkpoint names one.
     fn adopt(&mut self) -> Result<Option<i64>> {
         let started = Instant::now();
-        let checkpoint = self.store.restore_all(&[0])?.into_iter().next().flatten();
-        let assigned = self.assigned_from(checkpoint.as_ref())?;
-        match &checkpoint {
+        let candidates = self
+            .store
+            .restore_all(&[0])?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let (assigned, checkpoint) = self.assigned_from(&candidates)?;
+        match checkpoint {
             Some(cp) => tracing::info!(
                 generation = cp.generation,
                 offset = cp.offset,
@@ -332,7 +338,7 @@ impl RankerWorker {
             ),
             None => tracing::info!("no ranker checkpoint: starting empty"),
         }
-        let offset = checkpoint.map(|cp| cp.offset);
+        let offset = assigned.next_offset;
         self.assigned = Some(assigned);
         self.partitions_checked = None;
         self.refresh_partitions();
@@ -340,25 +346,48 @@ impl RankerWorker {
         Ok(offset)
     }
 
-    fn assigned_from(&self, checkpoint: Option<&Checkpoint>) -> Result<Assigned> {
+    /// The ranker as the newest of its whole checkpoints (`candidates`, newest first) that
+    /// decodes leaves it, with that checkpoint (see [`newest_readable`]); empty when there
+    /// is none; an error when there are some and none decodes.
+    fn assigned_from<'c>(
+        &self,
+        candidates: &'c [Checkpoint],
+    ) -> Result<(Assigned, Option<&'c Checkpoint>)> {
         let c = &self.config;
         let restore_error = |reason: String| RuntimeError::Restore {
             topic: c.topics.candidates.clone(),
             partition: 0,
             reason,
         };
-        let mut ranker = match checkpoint {
-            Some(cp) => Ranker::from_bytes(c.ranking.clone(), &c.engine, &cp.state),
-            None => Ranker::new(c.ranking.clone(), &c.engine),
+        let found = newest_readable(candidates, |cp| {
+            Ranker::from_bytes(c.ranking.clone(), &c.engine, &cp.state)
+        });
+        for (cp, e) in &found.unreadable {
+            counter!(m::CHECKPOINTS_UNREADABLE).increment(1);
+            tracing::error!(
+                generation = cp.generation,
+                offset = cp.offset,
+                error = %e,
+                "ranker checkpoint does not decode; the one before it is tried"
+            );
         }
-        .map_err(|e| restore_error(e.to_string()))?;
+        let (mut ranker, checkpoint) = match (found.chosen, found.unreadable.into_iter().next()) {
+            (Some((cp, ranker)), _) => (ranker, Some(cp)),
+            (None, Some((_, e))) => return Err(restore_error(e.to_string())),
+            (None, None) => (
+                Ranker::new(c.ranking.clone(), &c.engine)
+                    .map_err(|e| restore_error(e.to_string()))?,
+                None,
+            ),
+        };
         ranker.restart_idle_clock();
-        Ok(Assigned {
+        let assigned = Assigned {
             ranker,
             next_offset: checkpoint.map(|cp| cp.offset),
             generation: checkpoint.map_or(0, |cp| cp.generation),
             checkpointed: checkpoint.map(|cp| cp.offset),
-        })
+        };
+        Ok((assigned, checkpoint))
     }
 
     /// Looks up the events topic's partition count when it is due.
@@ -561,10 +590,11 @@ impl RankerWorker {
     /// Goes back to the last checkpoint after output was lost, so it is produced again.
     fn rewind(&mut self, consumer: &BaseConsumer<RankerContext>) {
         counter!(m::PARTITION_REWINDS).increment(1);
-        let restored = self
-            .store
-            .restore_all(&[0])
-            .and_then(|cps| self.assigned_from(cps.into_iter().next().flatten().as_ref()));
+        let restored = self.store.restore_all(&[0]).and_then(|cps| {
+            let candidates = cps.into_iter().next().unwrap_or_default();
+            self.assigned_from(&candidates)
+                .map(|(assigned, _)| assigned)
+        });
         match restored {
             Ok(assigned) => {
                 let offset = assigned

@@ -33,12 +33,16 @@ pub const ALERTS_EMITTED: &str = "trendwatch_alerts_emitted_total";
 pub const ALERT_LATENCY: &str = "trendwatch_alert_latency_seconds";
 /// Partition checkpoints attempted, by `result` (`ok`, `failed`).
 pub const CHECKPOINTS: &str = "trendwatch_checkpoints_total";
+/// Whole checkpoints that did not decode at a restore (the one before was tried).
+pub const CHECKPOINTS_UNREADABLE: &str = "trendwatch_checkpoints_unreadable_total";
 /// Time to write one round of checkpoints and have them acknowledged.
 pub const CHECKPOINT_DURATION: &str = "trendwatch_checkpoint_duration_seconds";
 /// Bytes of checkpoint written.
 pub const CHECKPOINT_BYTES: &str = "trendwatch_checkpoint_bytes_total";
 /// Time to restore the partitions of one assignment from their checkpoints.
 pub const RESTORE_DURATION: &str = "trendwatch_restore_duration_seconds";
+/// Restores tried again after their reading stalled.
+pub const RESTORE_RETRIES: &str = "trendwatch_restore_retries_total";
 /// Messages between a partition's position and its high watermark, by `partition`.
 pub const CONSUMER_LAG: &str = "trendwatch_consumer_lag_messages";
 /// Wall clock minus the partition's watermark, by `partition`.
@@ -152,6 +156,14 @@ pub fn describe_all() {
         "Wall time from an alert's detected_at (event time) to its emission"
     );
     describe_counter!(CHECKPOINTS, "Partition checkpoints, by result");
+    describe_counter!(
+        RESTORE_RETRIES,
+        "Restores tried again from new markers after their reading stalled"
+    );
+    describe_counter!(
+        CHECKPOINTS_UNREADABLE,
+        "Whole checkpoints that did not decode at a restore; the one before was tried"
+    );
     describe_histogram!(
         CHECKPOINT_DURATION,
         Unit::Seconds,
@@ -296,6 +308,8 @@ pub fn register_failure_counters() {
         LATE_RECORDS,
         IDLE_HELD,
         DEDUP_FORGOTTEN,
+        CHECKPOINTS_UNREADABLE,
+        RESTORE_RETRIES,
     ] {
         metrics::counter!(name).increment(0);
     }
