@@ -68,7 +68,7 @@ use crate::context::{
 };
 use crate::deadletter;
 use crate::delivery::{
-    GapAction, Healing, IdleTick, IdleWatch, Strikes, at_end_of_log, gap_action, newest_readable,
+    IdleTick, IdleWatch, OffsetTracker, RecordOrder, Strikes, at_end_of_log, newest_readable,
     rewind_target, tick_partition, worth_checkpoint,
 };
 use crate::error::{Result, RuntimeError};
@@ -363,8 +363,9 @@ impl ConsumerContext for CounterContext {
 /// One assigned partition.
 struct Owned {
     state: PartitionState,
-    /// The next offset to process; records below it are already in `state`.
-    next_offset: Option<i64>,
+    /// The next offset to process (records below it are already in `state`), a gap being
+    /// healed, and where this owner started.
+    offsets: OffsetTracker,
     /// Of the last checkpoint written or restored.
     generation: u64,
     /// What the last checkpoint covered: offset and watermark.
@@ -374,11 +375,6 @@ struct Owned {
     /// Dedup ids forgotten already published (since the state was made or restored).
     published_forgotten: u64,
     eof: bool,
-    /// Set while the partition is read again after an offset gap.
-    healing: Option<Healing>,
-    /// The first offset this owner read when it started without a checkpoint: a rewind
-    /// goes back there, not to the beginning of the partition.
-    started_at: Option<i64>,
     /// When (on the worker's monotonic clock) the last checkpoint was acknowledged.
     checkpointed_ms: i64,
     /// The last tick moved the watermark on with the clock.
@@ -386,8 +382,13 @@ struct Owned {
 }
 
 impl Owned {
+    /// The next offset to process; records below it are already in `state`.
+    fn next_offset(&self) -> Option<i64> {
+        self.offsets.next()
+    }
+
     fn dirty(&self) -> bool {
-        self.checkpointed != Some((self.next_offset, self.state.watermark()))
+        self.checkpointed != Some((self.next_offset(), self.state.watermark()))
     }
 
     /// Whether a periodic round should checkpoint the partition now (see
@@ -395,7 +396,7 @@ impl Owned {
     fn due(&self, now_ms: i64, idle_every_ms: i64) -> bool {
         let (offset, watermark) = self.checkpointed.unwrap_or((None, None));
         worth_checkpoint(
-            offset != self.next_offset,
+            offset != self.next_offset(),
             watermark != self.state.watermark(),
             now_ms.saturating_sub(self.checkpointed_ms),
             idle_every_ms,
@@ -406,7 +407,7 @@ impl Owned {
     fn next_checkpoint(&self) -> Option<Checkpoint> {
         Some(Checkpoint {
             generation: self.generation + 1,
-            offset: self.next_offset?,
+            offset: self.next_offset()?,
             state: self.state.to_bytes(),
         })
     }
@@ -575,13 +576,11 @@ impl Worker {
         let checkpointed = checkpoint.map(|_| (next_offset, state.watermark()));
         let owned = Owned {
             state,
-            next_offset,
+            offsets: OffsetTracker::resume(next_offset),
             generation,
             checkpointed,
             published,
             eof: false,
-            healing: None,
-            started_at: None,
             checkpointed_ms: 0,
             idle: false,
             published_forgotten: 0,
@@ -623,59 +622,23 @@ impl Worker {
             );
             return None;
         };
-        if owned.next_offset.is_some_and(|next| offset < next) {
+        match owned.offsets.offer(offset) {
             // Fetched again (after a rewind or a gap): already in the state.
-            if let Some(h) = owned.healing.as_mut() {
-                h.saw_earlier = true;
+            RecordOrder::Again => return None,
+            RecordOrder::ReadFrom(from) => {
+                counter!(m::OFFSET_GAPS).increment(1);
+                tracing::warn!(
+                    partition = p,
+                    expected = ?owned.next_offset(),
+                    got = offset,
+                    reading_from = from,
+                    "offset gap: reading the partition again from before the gap"
+                );
+                return Some((p, from));
             }
-            return None;
+            RecordOrder::Take { skipped: 0 } => {}
+            RecordOrder::Take { skipped } => note_skipped(p, offset, skipped),
         }
-        if let Some(next) = owned.next_offset.filter(|next| offset > *next) {
-            match gap_action(owned.healing.as_ref(), next) {
-                GapAction::ReadFrom(from) => {
-                    counter!(m::OFFSET_GAPS).increment(1);
-                    tracing::warn!(
-                        partition = p,
-                        expected = next,
-                        got = offset,
-                        reading_from = from,
-                        "offset gap: reading the partition again from before the gap"
-                    );
-                    let attempts = owned.healing.as_ref().map_or(0, |h| h.attempts) + 1;
-                    owned.healing = Some(Healing {
-                        next,
-                        from,
-                        attempts,
-                        saw_earlier: false,
-                    });
-                    return Some((p, from));
-                }
-                GapAction::Accept => {
-                    let skipped = (offset - next).max(0) as u64;
-                    counter!(m::OFFSETS_SKIPPED).increment(skipped);
-                    // A transaction marker or a compacted record leaves a hole of one or a
-                    // few offsets; a big one is records deleted (retention) before they
-                    // were read — lost input, which must not pass quietly.
-                    if skipped > 16 {
-                        tracing::error!(
-                            partition = p,
-                            from = next,
-                            to = offset,
-                            skipped,
-                            "offsets missing from the topic (deleted by retention before they were read?); those records are lost to the counts"
-                        );
-                    } else {
-                        tracing::info!(
-                            partition = p,
-                            from = next,
-                            to = offset,
-                            "offsets missing from the topic itself (transaction markers, compaction); continuing"
-                        );
-                    }
-                }
-            }
-        }
-        owned.healing = None;
         self.records += 1;
         let payload = message.payload().unwrap_or_default();
         let validation = &self.config.validation;
@@ -686,10 +649,6 @@ impl Worker {
                     .map(|event| owned.state.apply(&event, &mut self.alerts))
             });
         owned.state.drain_candidates(&mut self.candidate_sets);
-        if owned.next_offset.is_none() {
-            owned.started_at = Some(offset);
-        }
-        owned.next_offset = Some(offset + 1);
         owned.eof = false;
         match outcome {
             Ok(Verdict::Late) if !self.config.topics.late.is_empty() => {
@@ -837,7 +796,7 @@ impl Worker {
                 let looked = plan.look.contains(&p);
                 let at_end = looked
                     && at_end_of_log(
-                        o.next_offset,
+                        o.next_offset(),
                         positions.get(&p).copied(),
                         ends.get(&p).copied(),
                     );
@@ -846,7 +805,7 @@ impl Worker {
                         counter!(m::IDLE_HELD).increment(1);
                         tracing::debug!(
                             partition = p,
-                            next = ?o.next_offset,
+                            next = ?o.next_offset(),
                             end = ?ends.get(&p),
                             "silent but not at the end of its log: the watermark stays"
                         );
@@ -1272,8 +1231,10 @@ impl Worker {
                 }
             };
             let mut owned = owned;
-            owned.started_at = self.partitions.get(p).and_then(|o| o.started_at);
-            let target = rewind_target(owned.next_offset, owned.started_at);
+            owned
+                .offsets
+                .keep_start(self.partitions.get(p).and_then(|o| o.offsets.started_at()));
+            let target = rewind_target(owned.next_offset(), owned.offsets.started_at());
             self.partitions.insert(*p, owned);
             let Some(offset) = target else {
                 tracing::warn!(
@@ -1296,6 +1257,31 @@ impl Worker {
                 tracing::error!(partition = p, error = %e, "seek after rewind failed");
             }
         }
+    }
+}
+
+/// Counts and reports offsets missing from a topic before the record at `offset` (see
+/// [`RecordOrder::Take`]). A transaction marker or a compacted record leaves a hole of one or
+/// a few offsets; a big one is records deleted (retention) before they were read — lost
+/// input, which must not pass quietly. Shared with the ranker.
+pub(crate) fn note_skipped(partition: i32, offset: i64, skipped: u64) {
+    counter!(m::OFFSETS_SKIPPED).increment(skipped);
+    let from = offset - skipped as i64;
+    if skipped > 16 {
+        tracing::error!(
+            partition,
+            from,
+            to = offset,
+            skipped,
+            "offsets missing from the topic (deleted by retention before they were read?); those records are lost to the counts"
+        );
+    } else {
+        tracing::info!(
+            partition,
+            from,
+            to = offset,
+            "offsets missing from the topic itself (transaction markers, compaction); continuing"
+        );
     }
 }
 
@@ -1410,5 +1396,5 @@ fn positions(consumer: &BaseConsumer<CounterContext>, topic: &str) -> HashMap<i3
 }
 
 fn lag_of(owned: &Owned, high_watermark: Option<i64>) -> Option<i64> {
-    Some((high_watermark? - owned.next_offset?).max(0))
+    Some((high_watermark? - owned.next_offset()?).max(0))
 }

@@ -2,9 +2,10 @@
 //! of offsets and of what the broker last answered, so they are tested here, not through
 //! a broker.
 //!
-//! - **Offset gaps** ([`gap_action`]): a record beyond the offset the state needs next is
-//!   either a broker answering from the wrong place (read again from before the gap) or a
-//!   hole in the topic itself (go on).
+//! - **Offsets** ([`OffsetTracker`], [`gap_action`]): each record is taken once, in offset
+//!   order; a record beyond the offset the state needs next is either a broker answering
+//!   from the wrong place (read again from before the gap) or a hole in the topic itself
+//!   (go on, counting what is missing). The counter and the ranker share it.
 //! - **Idle** ([`at_end_of_log`]): a silent partition's watermark may move on with the
 //!   clock only when its reader has everything the broker holds for it. A partition that
 //!   cannot be read is not idle.
@@ -45,6 +46,83 @@ pub(crate) enum GapAction {
     ReadFrom(i64),
     /// The offsets in between do not exist on the broker: go on.
     Accept,
+}
+
+/// What to do with a record the consumer delivered (see [`OffsetTracker::offer`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RecordOrder {
+    /// Already in the state (fetched again after a rewind or a re-read): skip it.
+    Again,
+    /// A gap before it: read the partition again from this offset; skip the record.
+    ReadFrom(i64),
+    /// Take it; `skipped` offsets before it are missing from the topic itself.
+    Take { skipped: u64 },
+}
+
+/// Where a partition's reader is: the offset the state needs next, the gap being healed,
+/// and where this owner started reading (the rewind target when there is no checkpoint).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct OffsetTracker {
+    next: Option<i64>,
+    healing: Option<Healing>,
+    started_at: Option<i64>,
+}
+
+impl OffsetTracker {
+    /// A reader whose state covers every record before `next` (none: nothing read yet).
+    pub(crate) fn resume(next: Option<i64>) -> Self {
+        Self {
+            next,
+            ..Self::default()
+        }
+    }
+
+    /// The offset the state needs next.
+    pub(crate) fn next(&self) -> Option<i64> {
+        self.next
+    }
+
+    /// The first offset this owner read without a checkpoint to start from.
+    pub(crate) fn started_at(&self) -> Option<i64> {
+        self.started_at
+    }
+
+    /// Keeps `started_at` from the owner before a rewind, which restores a fresh tracker.
+    pub(crate) fn keep_start(&mut self, started_at: Option<i64>) {
+        self.started_at = started_at;
+    }
+
+    /// Decides about the record at `offset`; after [`RecordOrder::Take`] the state must take it.
+    pub(crate) fn offer(&mut self, offset: i64) -> RecordOrder {
+        if self.next.is_some_and(|next| offset < next) {
+            if let Some(h) = self.healing.as_mut() {
+                h.saw_earlier = true;
+            }
+            return RecordOrder::Again;
+        }
+        let mut skipped = 0;
+        if let Some(next) = self.next.filter(|next| offset > *next) {
+            match gap_action(self.healing.as_ref(), next) {
+                GapAction::ReadFrom(from) => {
+                    let attempts = self.healing.as_ref().map_or(0, |h| h.attempts) + 1;
+                    self.healing = Some(Healing {
+                        next,
+                        from,
+                        attempts,
+                        saw_earlier: false,
+                    });
+                    return RecordOrder::ReadFrom(from);
+                }
+                GapAction::Accept => skipped = (offset - next).max(0) as u64,
+            }
+        }
+        self.healing = None;
+        if self.next.is_none() {
+            self.started_at = Some(offset);
+        }
+        self.next = Some(offset + 1);
+        RecordOrder::Take { skipped }
+    }
 }
 
 /// Decides about a gap. A broker can answer a fetch at an offset inside a batch with the
@@ -349,6 +427,27 @@ mod tests {
         // A new gap elsewhere starts over.
         assert_eq!(gap_action(Some(&h), 9_000), GapAction::ReadFrom(8_999));
         assert_eq!(gap_action(None, 0), GapAction::ReadFrom(0));
+    }
+
+    #[test]
+    fn a_tracker_takes_each_record_once_and_heals_a_gap() {
+        let mut t = OffsetTracker::resume(Some(10));
+        assert_eq!(t.offer(9), RecordOrder::Again);
+        assert_eq!(t.offer(10), RecordOrder::Take { skipped: 0 });
+        // The broker skipped 11..=14: read again from 10.
+        assert_eq!(t.offer(15), RecordOrder::ReadFrom(10));
+        assert_eq!(t.offer(10), RecordOrder::Again);
+        // 11 follows: no gap after all.
+        assert_eq!(t.offer(11), RecordOrder::Take { skipped: 0 });
+        // A real hole: re-read, see the record before it, then the one after it again.
+        assert_eq!(t.offer(14), RecordOrder::ReadFrom(11));
+        assert_eq!(t.offer(11), RecordOrder::Again);
+        assert_eq!(t.offer(14), RecordOrder::Take { skipped: 2 });
+        assert_eq!(t.next(), Some(15));
+        // A fresh owner remembers where it started.
+        let mut fresh = OffsetTracker::resume(None);
+        assert_eq!(fresh.offer(700), RecordOrder::Take { skipped: 0 });
+        assert_eq!(fresh.started_at(), Some(700));
     }
 
     #[test]

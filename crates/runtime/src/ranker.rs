@@ -47,8 +47,8 @@ use crate::client::{
     reader_config,
 };
 use crate::context::{FatalSlot, forward_log, log_level, report_brokers, report_client_error};
-use crate::counter::DEFAULT_PARTITIONS;
-use crate::delivery::newest_readable;
+use crate::counter::{DEFAULT_PARTITIONS, note_skipped};
+use crate::delivery::{OffsetTracker, RecordOrder, newest_readable, rewind_target};
 use crate::error::{Result, RuntimeError};
 use crate::health::Health;
 use crate::output::{DeliveryTracker, send};
@@ -121,7 +121,20 @@ pub fn run(config: Config, health: Arc<Health>, shutdown: CancellationToken) -> 
     let mut outcome = Ok(());
     while !shutdown.is_cancelled() {
         match consumer.poll(Duration::from_millis(50)) {
-            Some(Ok(message)) => consumer.context().worker().process(&message),
+            Some(Ok(message)) => {
+                let refetch = consumer.context().worker().process(&message);
+                if let Some(from) = refetch {
+                    drop(message);
+                    if let Err(e) = consumer.seek(
+                        &config.topics.candidates,
+                        0,
+                        Offset::Offset(from),
+                        Duration::from_secs(10),
+                    ) {
+                        tracing::error!(offset = from, error = %e, "seek back failed");
+                    }
+                }
+            }
             Some(Err(KafkaError::PartitionEOF(_))) => consumer.context().worker().eof = true,
             Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
             None => {}
@@ -272,8 +285,9 @@ impl ConsumerContext for RankerContext {
 /// The ranker while this instance owns the candidates partition.
 struct Assigned {
     ranker: Ranker,
-    /// The next candidates offset to read; records below it are in `ranker`.
-    next_offset: Option<i64>,
+    /// The next candidates offset to read (records below it are in `ranker`), a gap being
+    /// healed, and where this owner started.
+    offsets: OffsetTracker,
     /// Of the last checkpoint written or restored.
     generation: u64,
     /// The offset the last checkpoint covered.
@@ -338,7 +352,7 @@ impl RankerWorker {
             ),
             None => tracing::info!("no ranker checkpoint: starting empty"),
         }
-        let offset = assigned.next_offset;
+        let offset = assigned.offsets.next();
         self.assigned = Some(assigned);
         self.partitions_checked = None;
         self.refresh_partitions();
@@ -383,7 +397,7 @@ impl RankerWorker {
         ranker.restart_idle_clock();
         let assigned = Assigned {
             ranker,
-            next_offset: checkpoint.map(|cp| cp.offset),
+            offsets: OffsetTracker::resume(checkpoint.map(|cp| cp.offset)),
             generation: checkpoint.map_or(0, |cp| cp.generation),
             checkpointed: checkpoint.map(|cp| cp.offset),
         };
@@ -418,19 +432,29 @@ impl RankerWorker {
         }
     }
 
-    /// Decodes one candidate set, merges it and publishes what closed.
-    fn process(&mut self, message: &BorrowedMessage<'_>) {
+    /// Decodes one candidate set, merges it and publishes what closed. Returns an offset
+    /// to read the candidates topic again from when the record does not follow the last.
+    fn process(&mut self, message: &BorrowedMessage<'_>) -> Option<i64> {
         let offset = message.offset();
         let now = wall_ms();
         let events_topic = &self.config.topics.events;
-        let Some(a) = self.assigned.as_mut() else {
-            return;
-        };
-        if a.next_offset.is_some_and(|next| offset < next) {
-            // Fetched again after a rewind: already in the state.
-            return;
+        let a = self.assigned.as_mut()?;
+        match a.offsets.offer(offset) {
+            // Fetched again after a rewind or a gap: already in the state.
+            RecordOrder::Again => return None,
+            RecordOrder::ReadFrom(from) => {
+                counter!(m::OFFSET_GAPS).increment(1);
+                tracing::warn!(
+                    expected = ?a.offsets.next(),
+                    got = offset,
+                    reading_from = from,
+                    "offset gap in the candidates topic: reading it again from before the gap"
+                );
+                return Some(from);
+            }
+            RecordOrder::Take { skipped: 0 } => {}
+            RecordOrder::Take { skipped } => note_skipped(0, offset, skipped),
         }
-        a.next_offset = Some(offset + 1);
         self.eof = false;
         let record = match CandidateRecord::decode_protobuf(message.payload().unwrap_or_default()) {
             Ok(r) if r.source_topic == *events_topic => r,
@@ -441,12 +465,12 @@ impl RankerWorker {
                     source_topic = %r.source_topic,
                     "candidate set of another events topic; skipped (do the counters and the ranker share one configuration?)"
                 );
-                return;
+                return None;
             }
             Err(e) => {
                 counter!(m::RANKER_SETS, "result" => "rejected").increment(1);
                 tracing::error!(offset, error = %e, "undecodable candidate set; skipped");
-                return;
+                return None;
             }
         };
         let (start, end) = (record.set.window_start, record.set.window_end);
@@ -463,6 +487,7 @@ impl RankerWorker {
         }
         counter!(m::RANKER_SETS, "result" => offered.as_str()).increment(1);
         self.publish(now);
+        None
     }
 
     /// Produces the boards and alerts decided so far.
@@ -522,7 +547,7 @@ impl RankerWorker {
         if let Some(c) = r.closed_through() {
             gauge!(m::RANKER_BOARD_DELAY).set(now.saturating_sub(c).max(0) as f64 / 1000.0);
         }
-        let lag = match (high_watermark, a.next_offset) {
+        let lag = match (high_watermark, a.offsets.next()) {
             (Some(hw), Some(next)) => Some((hw - next).max(0)),
             _ => None,
         };
@@ -549,7 +574,7 @@ impl RankerWorker {
         let Some(a) = self.assigned.as_ref() else {
             return;
         };
-        let Some(offset) = a.next_offset.filter(|o| a.checkpointed != Some(*o)) else {
+        let Some(offset) = a.offsets.next().filter(|o| a.checkpointed != Some(*o)) else {
             return;
         };
         if let Err(e) = self.producer.flush(self.config.ranker.ack_timeout) {
@@ -596,9 +621,12 @@ impl RankerWorker {
                 .map(|(assigned, _)| assigned)
         });
         match restored {
-            Ok(assigned) => {
-                let offset = assigned
-                    .next_offset
+            Ok(mut assigned) => {
+                // Without a checkpoint, back to where this owner started, not to the
+                // beginning of the topic (see `delivery::rewind_target`).
+                let started_at = self.assigned.as_ref().and_then(|a| a.offsets.started_at());
+                assigned.offsets.keep_start(started_at);
+                let offset = rewind_target(assigned.offsets.next(), started_at)
                     .map_or(Offset::Beginning, Offset::Offset);
                 tracing::warn!(
                     ?offset,
