@@ -9,16 +9,21 @@ use libfuzzer_sys::fuzz_target;
 use trendwatch_core::{EngineConfig, EventKind, EventRef, PartitionState};
 use trendwatch_runtime::checkpoint::{Checkpoint, CheckpointAssembler, encode_chunks};
 
+const GROUP: &str = "counters";
 const TOPIC: &str = "events";
 const PARTITION: i32 = 3;
-/// A chunk's header: magic, version, partition, generation, offset, chunk, chunks, crc.
-const CHUNK_HEADER: usize = 37;
+/// A version 1 chunk's header: magic, version, partition, generation, offset, chunk,
+/// chunks, crc (the chunk's CRC is its last four bytes).
+const CHUNK_HEADER_V1: usize = 37;
+/// Version 2 adds the CRC of the whole state after the chunk's.
+const CHUNK_HEADER_V2: usize = 41;
 /// Control bits of a record (see `records`).
 const TOMBSTONE: u8 = 1;
 const OUR_PREFIX: u8 = 2;
 const FIX_CRC: u8 = 4;
 const CHECKPOINT: u8 = 8;
 const SNAPSHOT_HEAD: u8 = 16;
+const LEGACY: u8 = 32;
 
 /// A real snapshot (videos with counts, open windows, dedup entries) and the length of its
 /// header plus window geometry: random bytes almost never get past the geometry check, so
@@ -57,7 +62,8 @@ static SNAPSHOT: LazyLock<(Vec<u8>, usize)> = LazyLock::new(|| {
 /// byte) and a value length (two bytes, little-endian), then the key and the value (cut
 /// short at the end of the input). Control bits:
 /// - `TOMBSTONE`: the record has no value.
-/// - `OUR_PREFIX`: this partition's key prefix goes before the key.
+/// - `OUR_PREFIX`: this partition's key prefix goes before the key (with `LEGACY`, the
+///   prefix of keys written before the group was in them).
 /// - `FIX_CRC`: the right CRC goes into the chunk header (a fuzzer cannot guess a CRC).
 /// - `CHECKPOINT`: the value is `[generation, offset, chunk bytes, skipped chunk, state..]`
 ///   and becomes the chunks `encode_chunks` writes for that checkpoint, but the skipped one
@@ -89,7 +95,7 @@ fn records(mut data: &[u8]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
                 };
                 // At most 8 chunks per checkpoint, so one record cannot slow every run.
                 let chunk_bytes = usize::from(*chunk_bytes).max(cp.state.len().div_ceil(8));
-                let chunks = encode_chunks(TOPIC, PARTITION, &cp, chunk_bytes);
+                let chunks = encode_chunks(GROUP, TOPIC, PARTITION, &cp, chunk_bytes);
                 for (i, (k, v)) in chunks.into_iter().enumerate() {
                     if i != usize::from(*skip) {
                         out.push((k.into_bytes(), Some(v)));
@@ -100,6 +106,10 @@ fn records(mut data: &[u8]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         }
         let mut k = Vec::new();
         if ctl & OUR_PREFIX != 0 {
+            // The group's keys, or the legacy ones without the group.
+            if ctl & LEGACY == 0 {
+                k.extend_from_slice(format!("{GROUP}/").as_bytes());
+            }
             k.extend_from_slice(format!("{TOPIC}/{PARTITION}/").as_bytes());
         }
         k.extend_from_slice(key);
@@ -108,9 +118,14 @@ fn records(mut data: &[u8]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
             continue;
         }
         let mut v = value.to_vec();
-        if ctl & FIX_CRC != 0 && v.len() >= CHUNK_HEADER {
-            let crc = crc32fast::hash(&v[CHUNK_HEADER..]);
-            v[CHUNK_HEADER - 4..CHUNK_HEADER].copy_from_slice(&crc.to_le_bytes());
+        let header = if v.get(4) == Some(&2) {
+            CHUNK_HEADER_V2
+        } else {
+            CHUNK_HEADER_V1
+        };
+        if ctl & FIX_CRC != 0 && v.len() >= header {
+            let crc = crc32fast::hash(&v[header..]);
+            v[CHUNK_HEADER_V1 - 4..CHUNK_HEADER_V1].copy_from_slice(&crc.to_le_bytes());
         }
         out.push((k, Some(v)));
     }
@@ -129,15 +144,15 @@ fn restore(bytes: &[u8]) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut assembler = CheckpointAssembler::new(TOPIC, PARTITION);
+    let mut assembler = CheckpointAssembler::new(GROUP, TOPIC, PARTITION);
     for (key, value) in records(data) {
         assembler.push(&key, value.as_deref());
     }
     if let Some(cp) = assembler.finish() {
         // A checkpoint that assembled writes as chunks that assemble to it again.
         let chunk_bytes = 1 + data.len() % 512;
-        let mut again = CheckpointAssembler::new(TOPIC, PARTITION);
-        for (key, value) in encode_chunks(TOPIC, PARTITION, &cp, chunk_bytes) {
+        let mut again = CheckpointAssembler::new(GROUP, TOPIC, PARTITION);
+        for (key, value) in encode_chunks(GROUP, TOPIC, PARTITION, &cp, chunk_bytes) {
             again.push(key.as_bytes(), Some(&value));
         }
         assert_eq!(again.finish().as_ref(), Some(&cp));

@@ -577,7 +577,11 @@ impl Scenario {
         let records = self.read_topic(topic, Some(available as usize), Duration::from_secs(2));
         (0..self.partitions)
             .filter_map(|p| {
-                let mut a = CheckpointAssembler::new(&self.config.topics.events, p);
+                let mut a = CheckpointAssembler::new(
+                    &self.config.counter.group_id,
+                    &self.config.topics.events,
+                    p,
+                );
                 for r in &records {
                     a.push(r.key.as_deref().unwrap_or_default(), Some(&r.payload));
                 }
@@ -591,7 +595,11 @@ impl Scenario {
         let records = self.read_topic(&self.config.topics.state, None, Duration::from_secs(2));
         let mut out = BTreeMap::new();
         for p in 0..self.partitions {
-            let mut a = CheckpointAssembler::new(&self.config.topics.events, p);
+            let mut a = CheckpointAssembler::new(
+                &self.config.counter.group_id,
+                &self.config.topics.events,
+                p,
+            );
             for r in &records {
                 a.push(r.key.as_deref().unwrap_or_default(), Some(&r.payload));
             }

@@ -738,3 +738,63 @@ fn a_member_frozen_past_its_session_rejoins_without_shadowing_the_new_owner() {
         "zombie: a frozen past its session, b took over, a thawed and released its lost assignment; {videos} videos and {distinct} alerts ({duplicates} re-sent) equal the replay"
     );
 }
+
+/// A group with committed offsets whose checkpoints are gone (the state topic recreated or
+/// emptied, or another deployment's) must not start empty at the committed offset as if
+/// nothing came before: the counter stops and names the partition. The documented way
+/// out, `counter.on_missing_checkpoint = "start-empty"`, goes on from the committed
+/// offsets with an empty state, counted in a metric.
+#[test]
+fn committed_offsets_without_a_checkpoint_stop_the_counter_until_told_to_start_empty() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    let _one_at_a_time = serial();
+    let s = Scenario::new("missing", 2);
+    let records = encode(&workload(5, 6_000));
+    let ends = partition_ends(&records, 2);
+    s.publish_raw(&records, None);
+    // The group committed offsets, but no checkpoint of it exists on the state topic.
+    let committed = BTreeMap::from([(0, 100_i64), (1, 200_i64)]);
+    let group: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", s.bootstrap())
+        .set("group.id", &s.config.counter.group_id)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in &committed {
+        assert!(ends[p] > *o, "partition {p} holds only {} records", ends[p]);
+        tpl.add_partition_offset(&s.config.topics.events, *p, Offset::Offset(*o))
+            .unwrap();
+    }
+    group.assign(&tpl).unwrap();
+    group.commit(&tpl, CommitMode::Sync).unwrap();
+    drop(group);
+
+    let (status, log) = s.start_counter("refuses").wait_exit(DONE);
+    assert!(!status.success(), "the counter must stop; log:\n{log}");
+    assert!(
+        log.contains("holds no checkpoint of it") && log.contains("on_missing_checkpoint"),
+        "the error must say what is missing and the way out; log:\n{log}"
+    );
+
+    let counter = s.start_counter_with(
+        "starts-empty",
+        &[("TRENDWATCH__COUNTER__ON_MISSING_CHECKPOINT", "start-empty")],
+    );
+    s.wait_checkpointed(&ends, DONE, &counter);
+    let missing = counter.metrics().sum(m::CHECKPOINTS_MISSING, &[]);
+    counter.stop();
+    assert_eq!(missing, 2.0, "both partitions counted as missing");
+    // Counted from the committed offsets on: every record after them, none before.
+    for (p, (_, state)) in s.checkpointed_states() {
+        let st = state.stats();
+        let seen = st.counted.iter().sum::<u64>() + st.duplicates + st.late + st.untracked;
+        assert_eq!(
+            seen as i64,
+            ends[&p] - committed[&p],
+            "partition {p}: records processed after the committed offset"
+        );
+    }
+}

@@ -18,7 +18,8 @@ use trendwatch_proto::ValidationConfig;
 
 pub use service::{
     CLASSIC_ONLY_KAFKA_PROPERTIES, CounterConfig, GroupProtocol, KafkaProperties, LogFormat,
-    ProcessingGuarantee, RESERVED_KAFKA_PROPERTIES, RankerConfig, TelemetryConfig, TopicsConfig,
+    MissingCheckpoint, ProcessingGuarantee, RESERVED_KAFKA_PROPERTIES, RankerConfig,
+    TelemetryConfig, TopicsConfig,
 };
 
 /// The environment prefix of configuration overrides.

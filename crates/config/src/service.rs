@@ -121,6 +121,20 @@ impl ProcessingGuarantee {
     }
 }
 
+/// What a counter does with a partition whose group has committed offsets but which has
+/// no checkpoint: its state is gone (the state topic was recreated, emptied or is
+/// another deployment's), and starting empty at the committed offset would count from
+/// there as if nothing came before — windows, baselines and episodes lost without a word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MissingCheckpoint {
+    /// Stop with an error naming the partition (the default): an operator decides.
+    Fail,
+    /// Start the partition empty at the committed offset, counted and logged: the way out
+    /// once the loss is understood (set it for one start, then back).
+    StartEmpty,
+}
+
 /// How the counter service runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -166,6 +180,9 @@ pub struct CounterConfig {
     /// the same id within the session timeout gets its partitions back without a
     /// rebalance of the others. Empty: dynamic membership.
     pub group_instance_id: String,
+    /// A partition with committed offsets but no checkpoint: `fail` (the default) or
+    /// `start-empty`.
+    pub on_missing_checkpoint: MissingCheckpoint,
 }
 
 impl Default for CounterConfig {
@@ -184,6 +201,7 @@ impl Default for CounterConfig {
             transactional_id: String::new(),
             group_protocol: GroupProtocol::Classic,
             group_instance_id: String::new(),
+            on_missing_checkpoint: MissingCheckpoint::Fail,
         }
     }
 }

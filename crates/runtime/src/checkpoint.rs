@@ -3,7 +3,11 @@
 //! A checkpoint is a partition's engine state together with the events-topic offset it
 //! covers (the next offset to read). It is written as one or more chunk records to the
 //! state partition `events partition % state partitions`, keyed
-//! `<events topic>/<partition>/<slot>/<chunk>`. Generations alternate between two slots,
+//! `<group>/<events topic>/<partition>/<slot>/<chunk>`: two groups (two deployments) on
+//! one state topic never read each other's state. Keys written before the group was in
+//! them (`<events topic>/<partition>/…`) are still read, as any group's, so an upgrade
+//! resumes from them; the first checkpoint after it is under the group's own keys, one
+//! generation further, and wins from then on. Generations alternate between two slots,
 //! so a crash in the middle of writing generation *g* leaves generation *g − 1* whole in
 //! the other slot; compaction keeps the latest record per key, i.e. at most two
 //! generations.
@@ -58,16 +62,26 @@ pub struct Checkpoint {
 }
 
 /// The key of chunk `chunk` of a generation's slot.
-pub fn chunk_key(events_topic: &str, partition: i32, generation: u64, chunk: u32) -> String {
-    format!("{events_topic}/{partition}/{}/{chunk}", generation % 2)
+pub fn chunk_key(
+    group: &str,
+    events_topic: &str,
+    partition: i32,
+    generation: u64,
+    chunk: u32,
+) -> String {
+    format!(
+        "{group}/{events_topic}/{partition}/{}/{chunk}",
+        generation % 2
+    )
 }
 
-fn marker_key(events_topic: &str, partition: i32) -> String {
-    format!("{events_topic}/{partition}/marker")
+fn marker_key(group: &str, events_topic: &str, partition: i32) -> String {
+    format!("{group}/{events_topic}/{partition}/marker")
 }
 
 /// Splits a checkpoint into `(key, value)` records of at most `chunk_bytes` of state each.
 pub fn encode_chunks(
+    group: &str,
     events_topic: &str,
     partition: i32,
     checkpoint: &Checkpoint,
@@ -96,7 +110,13 @@ pub fn encode_chunks(
             v.extend_from_slice(&whole.to_le_bytes());
             v.extend_from_slice(piece);
             (
-                chunk_key(events_topic, partition, checkpoint.generation, i as u32),
+                chunk_key(
+                    group,
+                    events_topic,
+                    partition,
+                    checkpoint.generation,
+                    i as u32,
+                ),
                 v,
             )
         })
@@ -160,17 +180,21 @@ fn decode_chunk(value: &[u8], partition: i32) -> Option<Chunk> {
 #[derive(Debug)]
 pub struct CheckpointAssembler {
     prefix: String,
+    /// The keys before the group was in them.
+    legacy_prefix: String,
     partition: i32,
-    latest: HashMap<String, Chunk>,
+    /// The newest chunk per key, and whether the key is a legacy one.
+    latest: HashMap<String, (bool, Chunk)>,
     /// Records under our prefix that were not valid chunks (corrupt or foreign).
     pub ignored: u64,
 }
 
 impl CheckpointAssembler {
-    /// An assembler for `partition` of `events_topic`.
-    pub fn new(events_topic: &str, partition: i32) -> Self {
+    /// An assembler for `partition` of `events_topic`, as `group` checkpoints it.
+    pub fn new(group: &str, events_topic: &str, partition: i32) -> Self {
         Self {
-            prefix: format!("{events_topic}/{partition}/"),
+            prefix: format!("{group}/{events_topic}/{partition}/"),
+            legacy_prefix: format!("{events_topic}/{partition}/"),
             partition,
             latest: HashMap::new(),
             ignored: 0,
@@ -184,8 +208,12 @@ impl CheckpointAssembler {
         let Ok(key) = std::str::from_utf8(key) else {
             return;
         };
-        let Some(rest) = key.strip_prefix(&self.prefix) else {
-            return;
+        let (legacy, rest) = match key.strip_prefix(&self.prefix) {
+            Some(rest) => (false, rest),
+            None => match key.strip_prefix(&self.legacy_prefix) {
+                Some(rest) => (true, rest),
+                None => return,
+            },
         };
         if rest == "marker" {
             return;
@@ -196,7 +224,7 @@ impl CheckpointAssembler {
             }
             Some(v) => match decode_chunk(v, self.partition) {
                 Some(c) => {
-                    self.latest.insert(key.to_string(), c);
+                    self.latest.insert(key.to_string(), (legacy, c));
                 }
                 None => self.ignored += 1,
             },
@@ -213,13 +241,16 @@ impl CheckpointAssembler {
     /// their CRC names. A write's chunks are told apart from another write of the same
     /// generation by that CRC.
     pub fn finish_all(self) -> Vec<Checkpoint> {
-        let mut by_write: HashMap<(u64, Option<u32>), Vec<&Chunk>> = HashMap::new();
-        for c in self.latest.values() {
-            by_write.entry((c.generation, c.whole)).or_default().push(c);
+        let mut by_write: HashMap<(u64, bool, Option<u32>), Vec<&Chunk>> = HashMap::new();
+        for (legacy, c) in self.latest.values() {
+            by_write
+                .entry((c.generation, *legacy, c.whole))
+                .or_default()
+                .push(c);
         }
-        let mut whole: Vec<Checkpoint> = by_write
+        let mut whole: Vec<(bool, Checkpoint)> = by_write
             .into_iter()
-            .filter_map(|((generation, crc), mut chunks)| {
+            .filter_map(|((generation, legacy, crc), mut chunks)| {
                 chunks.sort_by_key(|c| c.index);
                 let total = chunks.first().map_or(0, |c| c.chunks);
                 let complete = chunks.len() == total as usize
@@ -238,21 +269,27 @@ impl CheckpointAssembler {
                 if crc.is_some_and(|crc| crc32fast::hash(&state) != crc) {
                     return None;
                 }
-                Some(Checkpoint {
-                    generation,
-                    offset: chunks[0].offset,
-                    state,
-                })
+                Some((
+                    legacy,
+                    Checkpoint {
+                        generation,
+                        offset: chunks[0].offset,
+                        state,
+                    },
+                ))
             })
             .collect();
-        whole.sort_by_key(|c| std::cmp::Reverse(c.generation));
-        whole
+        // Newest first; of one generation, the group's own keys before the legacy ones.
+        whole.sort_by_key(|(legacy, c)| (std::cmp::Reverse(c.generation), *legacy));
+        whole.into_iter().map(|(_, c)| c).collect()
     }
 }
 
 /// Writes and reads the checkpoints of one input stream (the counter's events topic, or
 /// the ranker's candidates topic).
 pub struct CheckpointStore {
+    /// The consumer group whose checkpoints these are (in the keys).
+    group: String,
     /// Names the stream in the checkpoint keys.
     events_topic: String,
     state_topic: String,
@@ -279,6 +316,7 @@ impl CheckpointStore {
         };
         Self::open(
             config,
+            &config.counter.group_id,
             &config.topics.events,
             &config.topics.state,
             config.counter.ack_timeout,
@@ -292,6 +330,7 @@ impl CheckpointStore {
         let ack = config.ranker.ack_timeout;
         Self::open(
             config,
+            &config.ranker.group_id,
             &config.topics.candidates,
             &config.topics.ranker_state,
             ack,
@@ -301,6 +340,7 @@ impl CheckpointStore {
 
     fn open(
         config: &Config,
+        group: &str,
         stream: &str,
         state_topic: &str,
         ack_timeout: Duration,
@@ -316,6 +356,7 @@ impl CheckpointStore {
             RuntimeError::Config(format!("state topic {state_topic} does not exist"))
         })?;
         Ok(Self {
+            group: group.to_string(),
             events_topic: stream.to_string(),
             state_topic: state_topic.to_string(),
             state_partitions,
@@ -340,10 +381,16 @@ impl CheckpointStore {
     /// caller that writes them itself (inside a transaction).
     pub fn records(&self, partition: i32, checkpoint: &Checkpoint) -> Vec<(i32, String, Vec<u8>)> {
         let sp = self.state_partition(partition);
-        encode_chunks(&self.events_topic, partition, checkpoint, self.chunk_bytes)
-            .into_iter()
-            .map(|(key, value)| (sp, key, value))
-            .collect()
+        encode_chunks(
+            &self.group,
+            &self.events_topic,
+            partition,
+            checkpoint,
+            self.chunk_bytes,
+        )
+        .into_iter()
+        .map(|(key, value)| (sp, key, value))
+        .collect()
     }
 
     /// Writes the checkpoints and waits for the broker to acknowledge every chunk. Returns,
@@ -410,7 +457,10 @@ impl CheckpointStore {
         }
         let keys: Vec<(i32, String)> = partitions
             .iter()
-            .map(|p| (self.state_partition(*p), marker_key(&self.events_topic, *p)))
+            .map(|p| {
+                let key = marker_key(&self.group, &self.events_topic, *p);
+                (self.state_partition(*p), key)
+            })
             .collect();
         let sends = keys.iter().map(|(sp, key)| {
             let marker = FutureRecord::to(&self.state_topic)
@@ -445,7 +495,7 @@ impl CheckpointStore {
             .map(|p| {
                 (
                     self.state_partition(*p),
-                    CheckpointAssembler::new(&self.events_topic, *p),
+                    CheckpointAssembler::new(&self.group, &self.events_topic, *p),
                 )
             })
             .collect();
@@ -513,12 +563,12 @@ mod tests {
     fn chunks_round_trip_and_the_newest_whole_generation_wins() {
         let g1 = cp(1, 100, 10_000);
         let g2 = cp(2, 250, 7_000);
-        let mut a = CheckpointAssembler::new("ev", 3);
-        feed(&mut a, &encode_chunks("ev", 3, &g1, 1024));
-        feed(&mut a, &encode_chunks("ev", 3, &g2, 1024));
+        let mut a = CheckpointAssembler::new("g", "ev", 3);
+        feed(&mut a, &encode_chunks("g", "ev", 3, &g1, 1024));
+        feed(&mut a, &encode_chunks("g", "ev", 3, &g2, 1024));
         // Another partition's records on the same state partition are not ours.
-        feed(&mut a, &encode_chunks("ev", 4, &cp(9, 999, 10), 1024));
-        feed(&mut a, &encode_chunks("ev", 13, &cp(9, 999, 10), 1024));
+        feed(&mut a, &encode_chunks("g", "ev", 4, &cp(9, 999, 10), 1024));
+        feed(&mut a, &encode_chunks("g", "ev", 13, &cp(9, 999, 10), 1024));
         assert_eq!(a.finish(), Some(g2));
     }
 
@@ -527,34 +577,34 @@ mod tests {
         let g1 = cp(1, 100, 5_000);
         let g2 = cp(2, 250, 5_000);
         let g3 = cp(3, 400, 5_000);
-        let mut a = CheckpointAssembler::new("ev", 0);
-        feed(&mut a, &encode_chunks("ev", 0, &g1, 1024));
-        feed(&mut a, &encode_chunks("ev", 0, &g2, 1024));
+        let mut a = CheckpointAssembler::new("g", "ev", 0);
+        feed(&mut a, &encode_chunks("g", "ev", 0, &g1, 1024));
+        feed(&mut a, &encode_chunks("g", "ev", 0, &g2, 1024));
         // Generation 3 reuses generation 1's slot; the crash came after two of five chunks.
-        feed(&mut a, &encode_chunks("ev", 0, &g3, 1024)[..2]);
+        feed(&mut a, &encode_chunks("g", "ev", 0, &g3, 1024)[..2]);
         assert_eq!(a.finish(), Some(g2));
     }
 
     #[test]
     fn corrupt_and_foreign_records_are_ignored() {
         let g1 = cp(1, 10, 3_000);
-        let mut records = encode_chunks("ev", 0, &g1, 1024);
-        let mut a = CheckpointAssembler::new("ev", 0);
+        let mut records = encode_chunks("g", "ev", 0, &g1, 1024);
+        let mut a = CheckpointAssembler::new("g", "ev", 0);
         feed(&mut a, &records);
         // A later, corrupted copy of chunk 1 of generation 3 (same slot as 1).
-        let mut g3 = encode_chunks("ev", 0, &cp(3, 20, 3_000), 1024);
+        let mut g3 = encode_chunks("g", "ev", 0, &cp(3, 20, 3_000), 1024);
         let last = g3[1].1.len() - 1;
         g3[1].1[last] ^= 0xff;
         feed(&mut a, &g3);
-        a.push(b"ev/0/marker", Some(MARKER));
-        a.push(b"ev/0/0/9", Some(b"garbage"));
+        a.push(b"g/ev/0/marker", Some(MARKER));
+        a.push(b"g/ev/0/0/9", Some(b"garbage"));
         assert_eq!(a.ignored, 2);
         // Generation 3 is incomplete (its chunk 1 is corrupt) and generation 1's chunks 0
         // and 2 were replaced: nothing is whole.
         assert_eq!(a.finish(), None);
         // Without the torn write, generation 1 stands.
         records.reverse();
-        let mut b = CheckpointAssembler::new("ev", 0);
+        let mut b = CheckpointAssembler::new("g", "ev", 0);
         feed(&mut b, &records);
         assert_eq!(b.finish(), Some(g1));
     }
@@ -567,10 +617,10 @@ mod tests {
         let g1 = cp(1, 100, 3_000);
         let first = cp(2, 250, 3_000);
         let again = cp(2, 300, 2_000);
-        let mut a = CheckpointAssembler::new("ev", 0);
-        feed(&mut a, &encode_chunks("ev", 0, &g1, 1024));
-        feed(&mut a, &encode_chunks("ev", 0, &first, 1024)[2..]);
-        feed(&mut a, &encode_chunks("ev", 0, &again, 1024));
+        let mut a = CheckpointAssembler::new("g", "ev", 0);
+        feed(&mut a, &encode_chunks("g", "ev", 0, &g1, 1024));
+        feed(&mut a, &encode_chunks("g", "ev", 0, &first, 1024)[2..]);
+        feed(&mut a, &encode_chunks("g", "ev", 0, &again, 1024));
         assert_eq!(a.finish_all(), vec![again, g1]);
     }
 
@@ -585,10 +635,10 @@ mod tests {
         let mut second = cp(2, 250, 3_000);
         second.state[0] ^= 1;
         second.state[2_500] ^= 1;
-        let mut a = CheckpointAssembler::new("ev", 0);
-        feed(&mut a, &encode_chunks("ev", 0, &g1, 1024));
-        feed(&mut a, &encode_chunks("ev", 0, &first, 1024)[..1]);
-        feed(&mut a, &encode_chunks("ev", 0, &second, 1024)[1..]);
+        let mut a = CheckpointAssembler::new("g", "ev", 0);
+        feed(&mut a, &encode_chunks("g", "ev", 0, &g1, 1024));
+        feed(&mut a, &encode_chunks("g", "ev", 0, &first, 1024)[..1]);
+        feed(&mut a, &encode_chunks("g", "ev", 0, &second, 1024)[1..]);
         assert_eq!(a.finish_all(), vec![g1]);
     }
 
@@ -596,21 +646,51 @@ mod tests {
     fn version_1_chunks_are_still_read() {
         // A version 1 chunk: the version 2 layout without the whole state's CRC.
         let g = cp(4, 77, 100);
-        let (key, mut v2) = encode_chunks("ev", 2, &g, 1024).remove(0);
+        let (key, mut v2) = encode_chunks("g", "ev", 2, &g, 1024).remove(0);
         v2[4] = 1;
         v2.drain(HEADER_LEN_V1..HEADER_LEN);
-        let mut a = CheckpointAssembler::new("ev", 2);
+        let mut a = CheckpointAssembler::new("g", "ev", 2);
         a.push(key.as_bytes(), Some(&v2));
         assert_eq!(a.ignored, 0);
         assert_eq!(a.finish(), Some(g));
     }
 
     #[test]
+    fn groups_sharing_a_state_topic_read_only_their_own_checkpoints_and_the_legacy_ones() {
+        let legacy = cp(4, 100, 2_000);
+        let ours = cp(5, 300, 2_000);
+        let theirs = cp(9, 900, 2_000);
+        // Legacy keys: the layout before the group was in them.
+        let legacy_records: Vec<(String, Vec<u8>)> = encode_chunks("g", "ev", 0, &legacy, 1024)
+            .into_iter()
+            .map(|(k, v)| (k.trim_start_matches("g/").to_string(), v))
+            .collect();
+        assert!(legacy_records[0].0.starts_with("ev/0/"));
+        let mut a = CheckpointAssembler::new("g", "ev", 0);
+        feed(&mut a, &legacy_records);
+        feed(&mut a, &encode_chunks("other", "ev", 0, &theirs, 1024));
+        // Right after an upgrade: the legacy checkpoint is the group's (another group's
+        // newer one is not).
+        let mut b = CheckpointAssembler::new("g", "ev", 0);
+        feed(&mut b, &legacy_records);
+        feed(&mut b, &encode_chunks("other", "ev", 0, &theirs, 1024));
+        assert_eq!(b.finish_all(), vec![legacy.clone()]);
+        // After the group's first checkpoint under its own keys, that one wins.
+        feed(&mut a, &encode_chunks("g", "ev", 0, &ours, 1024));
+        assert_eq!(a.finish_all(), vec![ours, legacy]);
+        // The other group sees its own.
+        let mut c = CheckpointAssembler::new("other", "ev", 0);
+        feed(&mut c, &encode_chunks("other", "ev", 0, &theirs, 1024));
+        feed(&mut c, &encode_chunks("g", "ev", 0, &cp(20, 5, 10), 1024));
+        assert_eq!(c.finish(), Some(theirs));
+    }
+
+    #[test]
     fn an_empty_state_is_one_chunk() {
         let g = cp(5, 0, 0);
-        let records = encode_chunks("ev", 1, &g, 1024);
+        let records = encode_chunks("g", "ev", 1, &g, 1024);
         assert_eq!(records.len(), 1);
-        let mut a = CheckpointAssembler::new("ev", 1);
+        let mut a = CheckpointAssembler::new("g", "ev", 1);
         feed(&mut a, &records);
         assert_eq!(a.finish(), Some(g));
     }

@@ -51,7 +51,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
-use trendwatch_config::{Config, ProcessingGuarantee};
+use trendwatch_config::{Config, MissingCheckpoint, ProcessingGuarantee};
 use trendwatch_core::{Alert, CandidateSet, EventKind, PartitionState, PartitionStats, Verdict};
 use trendwatch_proto::files::Format;
 use trendwatch_proto::{AlertRecord, CandidateRecord, Rejection, decode_in};
@@ -285,9 +285,10 @@ impl ConsumerContext for CounterContext {
                     .map(|e| e.partition())
                     .collect();
                 tracing::info!(?partitions, "assigned");
+                let committed = committed_offsets(consumer, tpl, &self.events_topic);
                 let mut worker = self.worker();
                 self.health.set_restoring(true);
-                let restored = worker.adopt(&partitions);
+                let restored = worker.adopt(&partitions, committed.as_ref());
                 self.health.set_restoring(false);
                 match restored {
                     Ok(offsets) => {
@@ -498,12 +499,38 @@ impl Worker {
     }
 
     /// Restores `partitions` from their checkpoints (or starts them empty) and returns the
-    /// offsets to resume from, for those a checkpoint names.
-    fn adopt(&mut self, partitions: &[i32]) -> Result<Vec<(i32, i64)>> {
+    /// offsets to resume from, for those a checkpoint names. `committed` holds the group's
+    /// committed offsets of them (`None` when the broker did not say): a partition with one
+    /// but without a checkpoint lost its state (see [`MissingCheckpoint`]).
+    fn adopt(
+        &mut self,
+        partitions: &[i32],
+        committed: Option<&HashMap<i32, i64>>,
+    ) -> Result<Vec<(i32, i64)>> {
         let started = Instant::now();
         let checkpoints = self.store.restore_all(partitions)?;
         let mut offsets = Vec::new();
         for (p, candidates) in partitions.iter().zip(checkpoints) {
+            if let Some(&offset) = committed
+                .and_then(|c| c.get(p))
+                .filter(|_| candidates.is_empty())
+            {
+                counter!(m::CHECKPOINTS_MISSING).increment(1);
+                let missing = RuntimeError::MissingCheckpoint {
+                    topic: self.config.topics.events.clone(),
+                    partition: *p,
+                    group: self.config.counter.group_id.clone(),
+                    committed: offset,
+                    state_topic: self.config.topics.state.clone(),
+                };
+                match self.config.counter.on_missing_checkpoint {
+                    MissingCheckpoint::Fail => return Err(missing),
+                    MissingCheckpoint::StartEmpty => tracing::error!(
+                        error = %missing,
+                        "counter.on_missing_checkpoint = \"start-empty\": starting the partition empty at the committed offset"
+                    ),
+                }
+            }
             let (owned, checkpoint) = self.owned_from(*p, &candidates)?;
             match checkpoint {
                 Some(cp) => {
@@ -1256,6 +1283,32 @@ impl Worker {
             ) {
                 tracing::error!(partition = p, error = %e, "seek after rewind failed");
             }
+        }
+    }
+}
+
+/// The group's committed offsets of the events partitions in `tpl`, those it has one for;
+/// `None` when the broker did not answer (then a missing checkpoint cannot be told from a
+/// new partition, and the partition starts as before).
+fn committed_offsets(
+    consumer: &BaseConsumer<CounterContext>,
+    tpl: &TopicPartitionList,
+    topic: &str,
+) -> Option<HashMap<i32, i64>> {
+    match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+        Ok(answer) => Some(
+            answer
+                .elements_for_topic(topic)
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) if o >= 0 => Some((e.partition(), o)),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "committed offsets not known; a missing checkpoint cannot be noticed");
+            None
         }
     }
 }

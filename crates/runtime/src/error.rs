@@ -26,6 +26,23 @@ pub enum RuntimeError {
         /// Why.
         reason: String,
     },
+    /// A partition's group has committed offsets but there is no checkpoint of it: its
+    /// state is gone, and starting empty would count as if nothing came before.
+    #[error(
+        "partition {partition} of {topic}: group {group} committed offset {committed} but {state_topic} holds no checkpoint of it (the state topic recreated or emptied, or another deployment's?); set counter.on_missing_checkpoint = \"start-empty\" for one start to go on from the committed offset with an empty state, or reset the group's offsets to count again from further back (docs/OPERATIONS.md, missing checkpoints)"
+    )]
+    MissingCheckpoint {
+        /// Events topic.
+        topic: String,
+        /// Events partition.
+        partition: i32,
+        /// The consumer group.
+        group: String,
+        /// The group's committed offset of the partition.
+        committed: i64,
+        /// The state topic that was read.
+        state_topic: String,
+    },
     /// Output of a partition is refused for good (a record too big for the topic, no
     /// permission): rewinding it again would repeat the refusal forever.
     #[error(
@@ -83,6 +100,7 @@ impl RuntimeError {
             RuntimeError::Timeout(_) => true,
             RuntimeError::Io { .. } | RuntimeError::Proto(_) => false,
             RuntimeError::Restore { .. } | RuntimeError::Config(_) => false,
+            RuntimeError::MissingCheckpoint { .. } => false,
             RuntimeError::OutputRefused { .. } => false,
             // A new process (new producer id) goes on from the last checkpoint.
             RuntimeError::ProducerFatal(_) => true,

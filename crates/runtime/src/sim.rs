@@ -325,7 +325,7 @@ fn checkpoint_run(seed: u64) -> (u32, u32) {
         };
         let mut all_acked = true;
         let mut all_stored = true;
-        for record in encode_chunks("ev", 0, &next, chunk_bytes) {
+        for record in encode_chunks("g", "ev", 0, &next, chunk_bytes) {
             match rng.range(0, 19) {
                 0..=2 => {
                     all_acked = false;
@@ -348,7 +348,7 @@ fn checkpoint_run(seed: u64) -> (u32, u32) {
         }
         if rng.chance(0.5) {
             restores += 1;
-            let mut a = CheckpointAssembler::new("ev", 0);
+            let mut a = CheckpointAssembler::new("g", "ev", 0);
             for (k, v) in &topic {
                 a.push(k.as_bytes(), Some(v));
             }

@@ -41,6 +41,8 @@ pub const CHECKPOINT_DURATION: &str = "trendwatch_checkpoint_duration_seconds";
 pub const CHECKPOINT_BYTES: &str = "trendwatch_checkpoint_bytes_total";
 /// Time to restore the partitions of one assignment from their checkpoints.
 pub const RESTORE_DURATION: &str = "trendwatch_restore_duration_seconds";
+/// Partitions whose group had committed offsets but no checkpoint at a restore.
+pub const CHECKPOINTS_MISSING: &str = "trendwatch_checkpoints_missing_total";
 /// Restores tried again after their reading stalled.
 pub const RESTORE_RETRIES: &str = "trendwatch_restore_retries_total";
 /// Messages between a partition's position and its high watermark, by `partition`.
@@ -156,6 +158,10 @@ pub fn describe_all() {
         "Wall time from an alert's detected_at (event time) to its emission"
     );
     describe_counter!(CHECKPOINTS, "Partition checkpoints, by result");
+    describe_counter!(
+        CHECKPOINTS_MISSING,
+        "Partitions with committed offsets but no checkpoint at a restore (state lost)"
+    );
     describe_counter!(
         RESTORE_RETRIES,
         "Restores tried again from new markers after their reading stalled"
@@ -310,6 +316,7 @@ pub fn register_failure_counters() {
         DEDUP_FORGOTTEN,
         CHECKPOINTS_UNREADABLE,
         RESTORE_RETRIES,
+        CHECKPOINTS_MISSING,
     ] {
         metrics::counter!(name).increment(0);
     }
