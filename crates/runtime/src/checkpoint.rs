@@ -37,7 +37,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use trendwatch_config::{Config, ProcessingGuarantee};
 
 use crate::client::{partition_count, producer_config, reader_config, transaction_timeout};
-use crate::delivery::{RESTORE_ATTEMPTS, RestoreProgress};
+use crate::delivery::{RESTORE_ATTEMPTS, RestoreProgress, newest_readable};
 use crate::error::{Result, RuntimeError};
 use crate::telemetry as m;
 
@@ -282,6 +282,33 @@ impl CheckpointAssembler {
         // Newest first; of one generation, the group's own keys before the legacy ones.
         whole.sort_by_key(|(legacy, c)| (std::cmp::Reverse(c.generation), *legacy));
         whole.into_iter().map(|(_, c)| c).collect()
+    }
+}
+
+/// The newest of `candidates` (newest first) that `decode` accepts, with its checkpoint
+/// (see [`newest_readable`]); each newer one it refused is logged and counted in
+/// `trendwatch_checkpoints_unreadable_total`. `None` when there are no candidates; the
+/// newest one's reason when none decodes.
+pub(crate) fn newest_decoded<T, E: std::fmt::Display>(
+    candidates: &[Checkpoint],
+    partition: i32,
+    decode: impl FnMut(&Checkpoint) -> std::result::Result<T, E>,
+) -> std::result::Result<Option<(&Checkpoint, T)>, String> {
+    let found = newest_readable(candidates, decode);
+    for (cp, e) in &found.unreadable {
+        metrics::counter!(m::CHECKPOINTS_UNREADABLE).increment(1);
+        tracing::error!(
+            partition,
+            generation = cp.generation,
+            offset = cp.offset,
+            error = %e,
+            "checkpoint does not decode; the one before it is tried"
+        );
+    }
+    match (found.chosen, found.unreadable.into_iter().next()) {
+        (Some(chosen), _) => Ok(Some(chosen)),
+        (None, Some((_, e))) => Err(e.to_string()),
+        (None, None) => Ok(None),
     }
 }
 

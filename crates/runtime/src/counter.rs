@@ -56,7 +56,7 @@ use trendwatch_core::{Alert, CandidateSet, EventKind, PartitionState, PartitionS
 use trendwatch_proto::files::Format;
 use trendwatch_proto::{AlertRecord, CandidateRecord, Rejection, decode_in};
 
-use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::checkpoint::{Checkpoint, CheckpointStore, newest_decoded};
 use crate::client::Membership;
 use crate::client::{
     counter_topics, ensure_topics, group_consumer_config, producer_config,
@@ -68,8 +68,8 @@ use crate::context::{
 };
 use crate::deadletter;
 use crate::delivery::{
-    IdleTick, IdleWatch, OffsetTracker, RecordOrder, Strikes, at_end_of_log, newest_readable,
-    rewind_target, tick_partition, worth_checkpoint,
+    IdleTick, IdleWatch, OffsetTracker, RecordOrder, Strikes, at_end_of_log, rewind_target,
+    tick_partition, worth_checkpoint,
 };
 use crate::error::{Result, RuntimeError};
 use crate::health::Health;
@@ -561,7 +561,7 @@ impl Worker {
     }
 
     /// The partition as the newest of its whole checkpoints (`candidates`, newest first)
-    /// that decodes leaves it (see [`newest_readable`]), with that checkpoint; empty when
+    /// that decodes leaves it (see [`newest_decoded`]), with that checkpoint; empty when
     /// there is none; an error when there are some and none decodes.
     fn owned_from<'c>(
         &self,
@@ -574,23 +574,12 @@ impl Worker {
             partition,
             reason,
         };
-        let found = newest_readable(candidates, |cp| {
+        let newest = newest_decoded(candidates, partition, |cp| {
             PartitionState::from_bytes(engine.clone(), &cp.state)
         });
-        for (cp, e) in &found.unreadable {
-            counter!(m::CHECKPOINTS_UNREADABLE).increment(1);
-            tracing::error!(
-                partition,
-                generation = cp.generation,
-                offset = cp.offset,
-                error = %e,
-                "checkpoint does not decode; the one before it is tried"
-            );
-        }
-        let (mut state, checkpoint) = match (found.chosen, found.unreadable.into_iter().next()) {
-            (Some((cp, state)), _) => (state, Some(cp)),
-            (None, Some((_, e))) => return Err(restore_error(e.to_string())),
-            (None, None) => (
+        let (mut state, checkpoint) = match newest.map_err(restore_error)? {
+            Some((cp, state)) => (state, Some(cp)),
+            None => (
                 PartitionState::new(engine.clone()).map_err(|e| restore_error(e.to_string()))?,
                 None,
             ),

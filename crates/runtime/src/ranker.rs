@@ -41,14 +41,14 @@ use trendwatch_core::rank::{Offered, RankOutput};
 use trendwatch_proto::files::Format;
 use trendwatch_proto::{AlertRecord, CandidateRecord, LeaderboardRecord};
 
-use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::checkpoint::{Checkpoint, CheckpointStore, newest_decoded};
 use crate::client::{
     ensure_topics, group_consumer_config, partition_count, producer_config, ranker_topics,
     reader_config,
 };
 use crate::context::{FatalSlot, forward_log, log_level, report_brokers, report_client_error};
 use crate::counter::{DEFAULT_PARTITIONS, note_skipped};
-use crate::delivery::{OffsetTracker, RecordOrder, newest_readable, rewind_target};
+use crate::delivery::{OffsetTracker, RecordOrder, rewind_target};
 use crate::error::{Result, RuntimeError};
 use crate::health::Health;
 use crate::output::{DeliveryTracker, send};
@@ -361,7 +361,7 @@ impl RankerWorker {
     }
 
     /// The ranker as the newest of its whole checkpoints (`candidates`, newest first) that
-    /// decodes leaves it, with that checkpoint (see [`newest_readable`]); empty when there
+    /// decodes leaves it, with that checkpoint (see [`newest_decoded`]); empty when there
     /// is none; an error when there are some and none decodes.
     fn assigned_from<'c>(
         &self,
@@ -373,22 +373,12 @@ impl RankerWorker {
             partition: 0,
             reason,
         };
-        let found = newest_readable(candidates, |cp| {
+        let newest = newest_decoded(candidates, 0, |cp| {
             Ranker::from_bytes(c.ranking.clone(), &c.engine, &cp.state)
         });
-        for (cp, e) in &found.unreadable {
-            counter!(m::CHECKPOINTS_UNREADABLE).increment(1);
-            tracing::error!(
-                generation = cp.generation,
-                offset = cp.offset,
-                error = %e,
-                "ranker checkpoint does not decode; the one before it is tried"
-            );
-        }
-        let (mut ranker, checkpoint) = match (found.chosen, found.unreadable.into_iter().next()) {
-            (Some((cp, ranker)), _) => (ranker, Some(cp)),
-            (None, Some((_, e))) => return Err(restore_error(e.to_string())),
-            (None, None) => (
+        let (mut ranker, checkpoint) = match newest.map_err(restore_error)? {
+            Some((cp, ranker)) => (ranker, Some(cp)),
+            None => (
                 Ranker::new(c.ranking.clone(), &c.engine)
                     .map_err(|e| restore_error(e.to_string()))?,
                 None,
