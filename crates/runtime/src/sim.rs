@@ -229,19 +229,15 @@ fn seeds() -> Vec<u64> {
     (0..n).collect()
 }
 
-/// The promise of [`IdleWatch`]: an outage's backlog that producers hand over within
-/// [`producer_delay_bound`] of the broker's return is never late, nothing is lost, and
-/// no idle advance counts more unread time than [`unread_bound`].
-#[test]
-fn silence_the_reader_could_not_read_through_never_makes_a_backlog_late() {
+/// Runs every seed of the idle simulation, checks each outcome with `check` and that no
+/// idle advance counted more unread time than [`unread_bound`], and sums what the runs did:
+/// outages, idle ticks, events, the most unread time counted. Fails when the runs did not
+/// exercise what they claim to (no outage, or no partition that went idle).
+fn idle_runs(overlapping: bool, check: impl Fn(u64, &Outcome)) -> (u64, u64, u64, i64) {
     let (mut outages, mut idle, mut produced, mut worst) = (0u64, 0u64, 0u64, 0i64);
     for seed in seeds() {
-        let o = run(seed, false);
-        assert_eq!(
-            (o.late, o.counted),
-            (0, o.produced),
-            "seed {seed}: {o:?} (replay with SIM_SEED={seed})"
-        );
+        let o = run(seed, overlapping);
+        check(seed, &o);
         assert!(
             o.worst_unread_counted_ms <= o.unread_bound_ms,
             "seed {seed}: {o:?} (replay with SIM_SEED={seed})"
@@ -251,11 +247,25 @@ fn silence_the_reader_could_not_read_through_never_makes_a_backlog_late() {
         produced += o.produced;
         worst = worst.max(o.worst_unread_counted_ms);
     }
-    // The runs exercised what they claim to: outages, and partitions that went idle.
     assert!(
         outages > 0 && idle > 0,
         "outages {outages}, idle ticks {idle}"
     );
+    (outages, idle, produced, worst)
+}
+
+/// The promise of [`IdleWatch`]: an outage's backlog that producers hand over within
+/// [`producer_delay_bound`] of the broker's return is never late, nothing is lost, and
+/// no idle advance counts more unread time than [`unread_bound`].
+#[test]
+fn silence_the_reader_could_not_read_through_never_makes_a_backlog_late() {
+    let (outages, idle, produced, worst) = idle_runs(false, |seed, o| {
+        assert_eq!(
+            (o.late, o.counted),
+            (0, o.produced),
+            "seed {seed}: {o:?} (replay with SIM_SEED={seed})"
+        );
+    });
     eprintln!(
         "idle simulation: {} seeds, {outages} outages, {idle} idle ticks, {produced} events, none late; at most {worst} ms unread counted as silence",
         seeds().len()
@@ -268,22 +278,9 @@ fn silence_the_reader_could_not_read_through_never_makes_a_backlog_late() {
 /// not, beyond [`unread_bound`], and nothing is lost.
 #[test]
 fn outages_in_a_row_count_no_more_unread_time_than_one_look_interval() {
-    let (mut outages, mut idle, mut worst) = (0u64, 0u64, 0i64);
-    for seed in seeds() {
-        let o = run(seed, true);
+    let (outages, idle, _, worst) = idle_runs(true, |seed, o| {
         assert_eq!(o.counted + o.late, o.produced, "seed {seed}: {o:?}");
-        assert!(
-            o.worst_unread_counted_ms <= o.unread_bound_ms,
-            "seed {seed}: {o:?} (replay with SIM_SEED={seed})"
-        );
-        outages += u64::from(o.outages);
-        idle += o.idle_advances;
-        worst = worst.max(o.worst_unread_counted_ms);
-    }
-    assert!(
-        outages > 0 && idle > 0,
-        "outages {outages}, idle ticks {idle}"
-    );
+    });
     eprintln!(
         "idle simulation, outages in a row: {} seeds, {outages} outages, {idle} idle ticks; at most {worst} ms unread counted as silence",
         seeds().len()
