@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use trendwatch_config::ProcessingGuarantee;
 use trendwatch_core::EventKind;
 use trendwatch_proto::EventRecord;
 use trendwatch_runtime::client::{TopicSpec, ensure_topics};
@@ -252,9 +253,24 @@ fn hostile_input_is_answered_record_by_record_and_memory_stays_capped() {
 
 #[test]
 fn output_the_broker_refuses_for_good_stops_the_counter_with_the_reason() {
+    refused_for_good(ProcessingGuarantee::AtLeastOnce);
+}
+
+/// The same in exactly-once mode: the refused record aborts its transaction, every round
+/// the same way.
+#[test]
+fn in_exactly_once_mode_output_the_broker_refuses_for_good_stops_the_counter_too() {
+    refused_for_good(ProcessingGuarantee::ExactlyOnce);
+}
+
+/// A dead letter the broker refuses for good (too big for its topic): the counter stops
+/// after a few rounds with the reason instead of rewinding the partition forever, and
+/// commits nothing past the record.
+fn refused_for_good(guarantee: ProcessingGuarantee) {
     let _one_at_a_time = serial();
     // Topics of its own making (a scenario's are created with the counter's defaults).
-    let s = Scenario::configured_on(bootstrap(), "refused", 1);
+    let mut s = Scenario::configured_on(bootstrap(), "refused", 1);
+    s.config.counter.processing_guarantee = guarantee;
     // A dead-letter topic that takes records of at most 64 KiB, and an undecodable record
     // of 200 KB of noise: its dead letter fits the producer, the broker refuses it, and would again
     // on every rewind.

@@ -1152,6 +1152,7 @@ impl Worker {
                 counter!(m::CHECKPOINT_BYTES).increment(bytes);
                 counter!(m::CHECKPOINTS, "result" => "ok").increment(checkpoints.len() as u64);
                 for (p, cp) in &checkpoints {
+                    self.strikes.clear(*p);
                     if let Some(o) = self.partitions.get_mut(p) {
                         o.generation = cp.generation;
                         o.checkpointed = Some((Some(cp.offset), o.state.watermark()));
@@ -1193,6 +1194,17 @@ impl Worker {
             }
         }
         self.producer.context().take_failed();
+        // Output refused for good aborts every round the same way: after a few in a row
+        // the process stops and says why, as in at-least-once mode.
+        for (p, reason) in self.producer.context().take_permanent() {
+            if self.strikes.refused(p) {
+                consumer.context().fail(RuntimeError::OutputRefused {
+                    partition: p,
+                    rounds: Strikes::LIMIT,
+                    reason,
+                });
+            }
+        }
         let all: Vec<i32> = self.partitions.keys().copied().collect();
         self.rewind(consumer, &all);
         // In exactly-once mode state may never run ahead of what is committed with its
