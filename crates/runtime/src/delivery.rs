@@ -164,10 +164,14 @@ pub(crate) fn at_end_of_log(
 /// timeout), a look that does not confirm the end of the log restarts the silence, and so
 /// does any trouble the reader reports (a failed fetch, a broker connection lost): unread
 /// time counted as silence is at most one look's interval, and none when the client says
-/// it could not read.
+/// it could not read. Looks that did not happen count as trouble: when the loop did not
+/// look for an interval and two ticks (it was blocked, typically flushing output to a
+/// broker that is away), silence starts again from the tick that finally looks.
 #[derive(Debug)]
 pub(crate) struct IdleWatch {
     every_ms: i64,
+    /// A gap between looks longer than this means looks were missed.
+    overdue_ms: i64,
     last_look_ms: i64,
     trouble_at: Option<i64>,
 }
@@ -186,6 +190,7 @@ impl IdleWatch {
     pub(crate) fn new(idle_timeout_ms: i64, tick_ms: i64, now_ms: i64) -> Self {
         Self {
             every_ms: (idle_timeout_ms / 4).max(tick_ms).max(1),
+            overdue_ms: (idle_timeout_ms / 4).max(tick_ms).max(1) + 2 * tick_ms.max(1),
             last_look_ms: now_ms,
             trouble_at: None,
         }
@@ -205,8 +210,16 @@ impl IdleWatch {
         now_ms: i64,
         partitions: impl IntoIterator<Item = (i32, Option<i64>, bool)>,
     ) -> IdlePlan {
-        let hold_all_from = self.trouble_at.take();
-        let round = now_ms.saturating_sub(self.last_look_ms) >= self.every_ms;
+        // Looks overdue by more than an interval: the loop was not looking (blocked in a
+        // flush or a checkpoint while the broker was away, say). What happened meanwhile is
+        // unknown, so no silence before now counts.
+        let since_look = now_ms.saturating_sub(self.last_look_ms);
+        let overdue = since_look > self.overdue_ms;
+        let hold_all_from = match self.trouble_at.take() {
+            _ if overdue => Some(now_ms),
+            trouble => trouble,
+        };
+        let round = since_look >= self.every_ms;
         let look: Vec<i32> = partitions
             .into_iter()
             .filter(|&(_, silent_since, due)| due || (round && silent_since.is_some()))
@@ -491,6 +504,10 @@ mod tests {
         w.trouble(10_500);
         assert_eq!(w.plan(11_000, parts).hold_all_from, Some(10_500));
         assert_eq!(w.plan(11_500, parts).hold_all_from, None);
+        // A tick that comes more than an interval and two ticks after the last look (the
+        // loop was blocked): everyone's silence starts again then.
+        assert_eq!(w.plan(21_000, parts).hold_all_from, Some(21_000));
+        assert_eq!(w.plan(22_000, parts).hold_all_from, None);
         // A short idle timeout still looks no more often than once a tick.
         assert_eq!(IdleWatch::new(2_000, 1_000, 0).every_ms, 1_000);
     }

@@ -86,6 +86,9 @@ fn run(seed: u64, overlapping: bool) -> Outcome {
     let mut producer_back = 0i64;
     let mut reader_back = 0i64;
     let mut pause_until = 0i64;
+    // The counter's loop is blocked (a flush or a checkpoint waiting for a broker that is
+    // away) until then: it neither reads nor ticks nor hears of trouble.
+    let mut blocked_until = 0i64;
     let mut id = String::new();
     // When the reader could not read: closed intervals, and the one open now.
     let mut unread: Vec<(i64, i64)> = Vec::new();
@@ -112,6 +115,9 @@ fn run(seed: u64, overlapping: bool) -> Outcome {
             producer_back = until + rng.range(0, bound);
             reader_back = until + rng.range(0, 3_000);
             outages += 1;
+            if rng.chance(0.5) {
+                blocked_until = now + rng.range(1_000, 25_000);
+            }
         }
         if now < end_ms && now >= pause_until && rng.chance(0.003) {
             pause_until = now + rng.range(1_000, 2 * idle_timeout_ms);
@@ -129,7 +135,8 @@ fn run(seed: u64, overlapping: bool) -> Outcome {
             log.append(&mut queued);
         }
         // The reader: everything the log holds, when it can reach it.
-        let reader_ok = broker_up && now >= reader_back;
+        let looping = now >= blocked_until;
+        let reader_ok = broker_up && now >= reader_back && looping;
         match (reader_ok, unread_since) {
             (false, None) => unread_since = Some(now),
             (true, Some(from)) => {
@@ -155,11 +162,11 @@ fn run(seed: u64, overlapping: bool) -> Outcome {
                 );
             }
             read = log.len();
-        } else if matches!(away, Some((Away::Refused, _))) && now % 1_000 == 0 {
+        } else if looping && matches!(away, Some((Away::Refused, _))) && now % 1_000 == 0 {
             watch.trouble(now);
         }
         // The tick, as the counter does it.
-        if now % tick_ms == 0 {
+        if looping && now % tick_ms == 0 {
             let plan = watch.plan(now, [(0, state.silent_since(), state.idle_due(now))]);
             if let Some(t) = plan.hold_all_from {
                 state.hold_idle(t);
@@ -197,10 +204,11 @@ fn run(seed: u64, overlapping: bool) -> Outcome {
 }
 
 /// The most unread time an idle advance may count as silence: a broker that froze right
-/// after a look (reporting nothing) and answered again right before the next, plus a tick.
-/// One look's interval is a quarter of the idle timeout, rounded up to whole ticks.
+/// after a look (reporting nothing) and answered again right before the next, or a loop
+/// blocked just short of missing a look, plus a tick. One look's interval is a quarter of
+/// the idle timeout, rounded up to whole ticks; a look is missed after that and two ticks.
 fn unread_bound(idle_timeout_ms: i64, tick_ms: i64) -> i64 {
-    (idle_timeout_ms / 4 + tick_ms - 1) / tick_ms * tick_ms + tick_ms
+    (idle_timeout_ms / 4 + tick_ms - 1) / tick_ms * tick_ms + 3 * tick_ms
 }
 
 /// How long after the broker is back the producers' backlog may arrive and still not be
