@@ -28,20 +28,20 @@ use crate::checkpoint::Checkpoint;
 
 /// An offset gap being healed: the partition is read again from `from` (< `next`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Healing {
+struct Healing {
     /// The offset the state needs next.
-    pub(crate) next: i64,
+    next: i64,
     /// Where the partition is read from now.
-    pub(crate) from: i64,
+    from: i64,
     /// Re-reads so far for this gap.
-    pub(crate) attempts: u32,
+    attempts: u32,
     /// A record before `next` arrived since the re-read began.
-    pub(crate) saw_earlier: bool,
+    saw_earlier: bool,
 }
 
 /// What to do about a record beyond the offset the state needs next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum GapAction {
+enum GapAction {
     /// Read the partition again from this offset (records before `next` are skipped).
     ReadFrom(i64),
     /// The offsets in between do not exist on the broker: go on.
@@ -130,7 +130,7 @@ impl OffsetTracker {
 /// gap, further back each time; only when a record before the gap is followed directly by
 /// one after it are the offsets in between known to be missing from the topic itself
 /// (transaction markers, compaction), or when reading from offset 0 did not help.
-pub(crate) fn gap_action(healing: Option<&Healing>, next: i64) -> GapAction {
+fn gap_action(healing: Option<&Healing>, next: i64) -> GapAction {
     match healing.filter(|h| h.next == next) {
         Some(h) if h.saw_earlier || h.from == 0 || h.attempts >= 8 => GapAction::Accept,
         Some(h) => GapAction::ReadFrom(next.saturating_sub(1024 << h.attempts).max(0)),
@@ -188,9 +188,10 @@ pub(crate) struct IdlePlan {
 
 impl IdleWatch {
     pub(crate) fn new(idle_timeout_ms: i64, tick_ms: i64, now_ms: i64) -> Self {
+        let every_ms = (idle_timeout_ms / 4).max(tick_ms).max(1);
         Self {
-            every_ms: (idle_timeout_ms / 4).max(tick_ms).max(1),
-            overdue_ms: (idle_timeout_ms / 4).max(tick_ms).max(1) + 2 * tick_ms.max(1),
+            every_ms,
+            overdue_ms: every_ms + 2 * tick_ms.max(1),
             last_look_ms: now_ms,
             trouble_at: None,
         }
