@@ -9,7 +9,9 @@ One row per run (workload × scale × seed), then per-shape rows pooled over the
 scale (delays pooled exactly: the backtest reports every delay). "ours" is the engine with the
 default configuration, "Poisson" the per-minute yardstick (`replay --baseline poisson`),
 "limit" the physical limit: an oracle told the episodes that decides at the 4th like of
-each episode's video from its start (crates/cli/src/oracle.rs).
+each episode's video from its start (crates/cli/src/oracle.rs); "blip-safe limit" the same
+oracle at the 9th like, one more than the largest like blip (8 in a minute): the limit of
+any detector that reads like counts alone and never fires on a blip.
 Targets (issue 12, "What it must show", item 1), on every row of scale >= 0.5: precision and
 recall >= 0.95, median delay <= 30 s, p90 <= 90 s, median <= half the Poisson model's at
 equal or better precision and recall, no VIRAL_VELOCITY alert on decoys, TRENDING precision
@@ -55,10 +57,11 @@ def decoy_vv(score):
     return sum(d["viral_velocity"] for d in score["decoys"].values())
 
 
-def row(label, scale, ours, theirs, trending=None, limit=None):
+def row(label, scale, ours, theirs, trending=None, limit=None, blip_safe=None):
     """A table row: a dict of figures (for the checker) and its cells."""
     (p, det, n, delays), (bp, bdet, bn, bdelays) = ours, theirs
     ldelays = limit[3] if limit else []
+    sdelays = blip_safe[3] if blip_safe else []
     r = {
         "label": label,
         "scale": scale,
@@ -74,6 +77,8 @@ def row(label, scale, ours, theirs, trending=None, limit=None):
         "b_p90": percentile(bdelays, 0.9),
         "l_median": percentile(ldelays, 0.5),
         "l_p90": percentile(ldelays, 0.9),
+        "s_median": percentile(sdelays, 0.5),
+        "s_p90": percentile(sdelays, 0.9),
     }
     if trending is not None:
         r.update(trending)
@@ -95,6 +100,8 @@ def cells(r):
         fmt_s(r["b_p90"]),
         fmt_s(r["l_median"]),
         fmt_s(r["l_p90"]),
+        fmt_s(r["s_median"]),
+        fmt_s(r["s_p90"]),
         f"{r['trending_precision']:.3f} ({r['trending_alerts']})" if t else "",
         str(r["trending_on_view_bots"]) if t else "",
         str(r["vv_on_decoys"]) if t else "",
@@ -118,6 +125,9 @@ def rows(runs):
                     "vv_on_decoys": decoy_vv(s),
                 },
                 detector(run["result"]["oracle"]) if "oracle" in run["result"] else None,
+                detector(run["result"]["oracle_blip_safe"])
+                if "oracle_blip_safe" in run["result"]
+                else None,
             )
         )
     # Per-shape rows, pooled over seeds, per workload and scale.
@@ -128,7 +138,7 @@ def rows(runs):
         seeds = ",".join(str(r["seed"]) for r in group)
         for shape in SHAPES:
             pooled = []
-            for key in ("backtest", "baseline", "oracle"):
+            for key in ("backtest", "baseline", "oracle", "oracle_blip_safe"):
                 det = n = 0
                 delays = []
                 for r in group:
@@ -146,6 +156,7 @@ def rows(runs):
                     pooled[0],
                     pooled[1],
                     limit=pooled[2],
+                    blip_safe=pooled[3],
                 )
             )
     return out
@@ -193,6 +204,8 @@ HEADER = [
     "Poisson p90",
     "limit median",
     "limit p90",
+    "blip-safe limit median",
+    "blip-safe limit p90",
     "TRENDING precision (alerts)",
     "TRENDING on view bots",
     "VIRAL_VELOCITY on decoys",

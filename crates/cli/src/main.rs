@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use trendwatch_cli::backtest::{self, Score};
-use trendwatch_cli::oracle::{ORACLE_LIKES, OracleBaseline};
+use trendwatch_cli::oracle::{BLIP_SAFE_LIKES, ORACLE_LIKES, OracleBaseline};
 use trendwatch_cli::poisson::{PoissonBaseline, PoissonParams};
 use trendwatch_cli::replay::{self, ReplayTotals};
 use trendwatch_cli::service::{
@@ -406,14 +406,19 @@ fn run_replay(args: &ReplayArgs) -> anyhow::Result<()> {
             out["baseline"] = json!(b);
             out["baseline_model"] = json!("poisson");
         }
-        if let (Some(o), Some(t)) = (oracle, truth.as_ref()) {
+        if let (Some(mut o), Some(t)) = (oracle, truth.as_ref()) {
+            let blip_safe = o.alert_episodes_at(t, BLIP_SAFE_LIKES);
+            out["oracle_blip_safe"] = json!(backtest::score_episodes(&blip_safe, &[], t));
+            out["oracle_blip_safe_likes"] = json!(BLIP_SAFE_LIKES);
             out["oracle"] = json!(backtest::score_episodes(&o.alert_episodes(t), &[], t));
             out["oracle_likes"] = json!(ORACLE_LIKES);
         }
         println!("{out}");
     } else {
         print_report(&result.totals, score.as_ref(), baseline.as_ref());
-        if let (Some(o), Some(t)) = (oracle, truth.as_ref()) {
+        if let (Some(mut o), Some(t)) = (oracle, truth.as_ref()) {
+            let blip_safe =
+                backtest::score_episodes(&o.alert_episodes_at(t, BLIP_SAFE_LIKES), &[], t);
             let limit = backtest::score_episodes(&o.alert_episodes(t), &[], t);
             println!(
                 "  physical limit (an oracle deciding at the {ORACLE_LIKES}th like from each start): median {}, p90 {}",
@@ -427,6 +432,11 @@ fn run_replay(args: &ReplayArgs) -> anyhow::Result<()> {
                     opt(d.p90_delay_s)
                 );
             }
+            println!(
+                "  blip-safe limit of like counts alone (the oracle at the {BLIP_SAFE_LIKES}th like: one more than the largest blip): median {}, p90 {}",
+                opt(blip_safe.overall.median_delay_s),
+                opt(blip_safe.overall.p90_delay_s)
+            );
         }
     }
     Ok(())

@@ -15,6 +15,12 @@ use crate::backtest::AlertEpisode;
 /// Likes the oracle waits for after an episode's start.
 pub const ORACLE_LIKES: usize = 4;
 
+/// Likes a detector of like counts alone needs before it can tell an episode from the
+/// largest like blip the workload families hold (8 likes within a minute on a cold video):
+/// the oracle at this like is the limit of any detector that never fires on a blip and
+/// looks at likes only.
+pub const BLIP_SAFE_LIKES: usize = 9;
+
 /// The oracle over one replay: fed every accepted event, it keeps the like times of the
 /// truth's episode videos only.
 pub struct OracleBaseline {
@@ -52,6 +58,13 @@ impl OracleBaseline {
 
     /// One alert episode per truth episode that got `likes_needed` likes from its start on.
     pub fn alert_episodes(mut self, truth: &GroundTruth) -> Vec<AlertEpisode> {
+        let k = self.likes_needed;
+        self.alert_episodes_at(truth, k)
+    }
+
+    /// The same decided at the `k`-th like instead (one oracle, several limits).
+    pub fn alert_episodes_at(&mut self, truth: &GroundTruth, k: usize) -> Vec<AlertEpisode> {
+        let k = k.max(1);
         for times in self.likes.values_mut() {
             times.sort_unstable();
         }
@@ -61,7 +74,7 @@ impl OracleBaseline {
             .filter_map(|ep| {
                 let times = self.likes.get(&ep.video_id)?;
                 let from = times.partition_point(|&t| t < ep.start_ms);
-                let at = *times.get(from + self.likes_needed - 1)?;
+                let at = *times.get(from + k - 1)?;
                 Some(AlertEpisode {
                     video_id: ep.video_id.clone(),
                     start_ms: ep.start_ms,
@@ -118,9 +131,11 @@ mod tests {
                 event_time: *t,
             });
         }
+        // Likes from the start: 2 000, 3 000, 7 000, 9 000, 20 000 (500 is before it).
+        assert_eq!(o.alert_episodes_at(&truth, 5)[0].detected_at, 20_000);
+        assert!(o.alert_episodes_at(&truth, 6).is_empty());
         let eps = o.alert_episodes(&truth);
         assert_eq!(eps.len(), 1);
-        // Likes from the start: 2 000, 3 000, 7 000, 9 000 (500 is before it).
         assert_eq!(eps[0].detected_at, 9_000);
     }
 }

@@ -111,6 +111,22 @@ pub struct VelocityConfig {
     /// minute: a video with little or no history is assumed to get this many, so a handful
     /// of likes on a cold video (a one-minute blip) is not evidence of virality.
     pub prior_likes_per_min: f64,
+    /// A like rise is **corroborated** when the video's views over its newest two trending
+    /// slots exceed what its baseline explains by at least this many per interaction of
+    /// those slots: likes come with the views that make them (one like per 8–50 views is
+    /// genuine engagement), a blip of likes alone or a view bot's burst alone does not.
+    /// 0 turns corroboration off.
+    pub corroborating_views_per_like: f64,
+    /// A corroborated rise is tested at this many times the false-alarm budget (at most 1
+    /// false alert per video per day; both tests' thresholds loosen by its logarithm), so
+    /// it fires on fewer likes; an uncorroborated one at the budget itself. 1 turns the
+    /// relief off.
+    pub corroborated_budget_factor: f64,
+    /// The prior of the scan for a corroborated rise, in net likes per minute: the prior
+    /// above guards against blips, which a corroborated rise is not, so a cold video's
+    /// corroborated rise is judged against this lower rate (the CUSUM keeps the prior
+    /// above: it carries its state from bucket to bucket).
+    pub corroborated_prior_likes_per_min: f64,
     /// z-score below which the episode counts as calming down (hysteresis); z of the net
     /// likes in the velocity window against the baseline.
     pub z_clear: f64,
@@ -212,6 +228,9 @@ impl Default for VelocityConfig {
             false_alarms_per_video_day: 0.001,
             scan_windows: Vec::new(),
             prior_likes_per_min: 1.0,
+            corroborating_views_per_like: 4.0,
+            corroborated_budget_factor: 1000.0,
+            corroborated_prior_likes_per_min: 0.25,
             z_clear: 2.0,
             sigma_floor: 1.0,
             tiers: vec![5.0, 20.0, 100.0],
@@ -391,6 +410,24 @@ impl EngineConfig {
         }
         if !(v.prior_likes_per_min.is_finite() && v.prior_likes_per_min > 0.0) {
             errors.push("engine.velocity.prior_likes_per_min: must be positive".to_string());
+        }
+        if !(v.corroborating_views_per_like.is_finite() && v.corroborating_views_per_like >= 0.0) {
+            errors.push(
+                "engine.velocity.corroborating_views_per_like: must be 0 (off) or positive"
+                    .to_string(),
+            );
+        }
+        let factor = v.corroborated_budget_factor;
+        if !(factor.is_finite() && factor >= 1.0) {
+            errors
+                .push("engine.velocity.corroborated_budget_factor: must be at least 1".to_string());
+        }
+        if !(v.corroborated_prior_likes_per_min.is_finite()
+            && v.corroborated_prior_likes_per_min > 0.0)
+        {
+            errors.push(
+                "engine.velocity.corroborated_prior_likes_per_min: must be positive".to_string(),
+            );
         }
         if !(v.z_clear.is_finite() && v.z_clear > 0.0) {
             errors.push("engine.velocity.z_clear: must be positive".to_string());

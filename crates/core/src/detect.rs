@@ -36,7 +36,7 @@
 use crate::config::{COARSE_SLOTS, EngineConfig, FINE_SLOTS};
 use crate::event::{Alert, AlertType, EventKind};
 use crate::hash::stable_id;
-use crate::video::{Baseline, EpisodeState, Phase, VideoState};
+use crate::video::{Baseline, CAPPED_SLOTS, EpisodeState, Phase, VideoState, capped_index};
 
 /// Window geometry in milliseconds and in bucket/slot counts.
 #[derive(Clone, Debug)]
@@ -104,19 +104,19 @@ pub(crate) struct Detectors {
     v_decay: f64,
     /// Scan windows, in buckets, ascending.
     v_scan: Vec<i64>,
-    /// Per scan window, the least count that can pass at the smallest expectation the
-    /// prior allows: a cheap first check before any tail is computed.
-    v_scan_min: Vec<i64>,
-    /// `ln α` of one scan-window test.
-    v_ln_alpha: f64,
-    /// The CUSUM's threshold `h`.
-    v_cusum_h: f64,
+    /// The thresholds of an uncorroborated rise (the budget itself) and of a corroborated
+    /// one (the budget times `corroborated_budget_factor`).
+    v_plain: Level,
+    v_corroborated: Level,
+    /// Extra views per interaction that corroborate a like rise (0: never).
+    v_views_per_like: f64,
+    /// Per scan window, the lesser of the two levels' least counts: the first check.
+    v_scan_least: Vec<i64>,
     /// `ln ρ` and `ρ - 1` of the CUSUM (ρ = the first tier).
     v_ln_rho: f64,
     v_rho_less_one: f64,
     /// The prior, in net likes per velocity window.
     v_prior: f64,
-    v_budget: f64,
     v_z_clear: f64,
     v_floor: f64,
     v_tiers: Vec<f64>,
@@ -132,6 +132,32 @@ pub(crate) struct Detectors {
     t_cooldown_slots: i64,
     t_watch_score: i64,
     t_views_per_interaction: i64,
+}
+
+/// Both velocity tests' thresholds at one false-alarm budget, and the scan's prior.
+#[derive(Clone, Debug)]
+struct Level {
+    /// The budget, in false alerts per video per day.
+    budget: f64,
+    /// The scan's prior, in net likes per velocity window.
+    prior: f64,
+    /// `ln α` of one scan-window test.
+    ln_alpha: f64,
+    /// Per scan window, the least count that can pass at the smallest expectation the
+    /// prior allows: a cheap first check before any tail is computed.
+    scan_min: Vec<i64>,
+    /// The CUSUM's threshold `h`.
+    cusum_h: f64,
+}
+
+/// Views that corroborate a like rise, over the video's newest two trending slots.
+#[derive(Clone, Copy, Debug)]
+struct Corroboration {
+    views: i64,
+    /// Views the video's baseline explains over the same slots (its trending score per
+    /// slot, which counts every view it normally gets and more).
+    expected: f64,
+    interactions: i64,
 }
 
 /// What one evaluation saw, for the alert it may emit.
@@ -161,6 +187,8 @@ struct Evidence {
     scan: Option<(i64, f64)>,
     /// The CUSUM, if it passed, and the bucket where its run began.
     cusum: Option<(f64, i64)>,
+    /// The views that loosened the thresholds, if they did.
+    corroboration: Option<Corroboration>,
 }
 
 impl Detectors {
@@ -187,20 +215,33 @@ impl Detectors {
             .collect();
         let buckets_per_day = (86_400_000 / g.bucket_ms).max(1) as f64;
         let budget = v.false_alarms_per_video_day.clamp(1e-300, 1.0);
-        let v_ln_alpha = (budget / 2.0 / (v_scan.len().max(1) as f64 * buckets_per_day)).ln();
+        let window_of =
+            |per_min: f64| per_min * (g.velocity_buckets * g.bucket_ms) as f64 / 60_000.0;
+        let level = |budget: f64, prior: f64| Level {
+            budget,
+            prior,
+            ln_alpha: (budget / 2.0 / (v_scan.len().max(1) as f64 * buckets_per_day)).ln(),
+            scan_min: Vec::new(),
+            cusum_h: (2.0 * buckets_per_day / budget).ln(),
+        };
+        let v_plain = level(budget, window_of(v.prior_likes_per_min));
+        let v_corroborated = level(
+            (budget * v.corroborated_budget_factor.max(1.0)).min(1.0),
+            window_of(v.corroborated_prior_likes_per_min),
+        );
         let rho = v.tiers.first().copied().unwrap_or(2.0).max(1.0 + 1e-9);
         let v_prior = v.prior_likes_per_min * (g.velocity_buckets * g.bucket_ms) as f64 / 60_000.0;
         let mut d = Self {
             weights: [w.view as i32, like, -like, w.share as i32, w.comment as i32],
             v_decay: half_life_decay(v.baseline_half_life, g.bucket_ms),
-            v_scan_min: Vec::new(),
             v_scan,
-            v_ln_alpha,
-            v_cusum_h: (2.0 * buckets_per_day / budget).ln(),
+            v_plain,
+            v_corroborated,
+            v_views_per_like: v.corroborating_views_per_like,
+            v_scan_least: Vec::new(),
             v_ln_rho: rho.ln(),
             v_rho_less_one: rho - 1.0,
             v_prior,
-            v_budget: budget,
             v_z_clear: v.z_clear,
             v_floor: v.sigma_floor,
             v_tiers: v.tiers.clone(),
@@ -217,17 +258,27 @@ impl Detectors {
                 as i64,
             t_views_per_interaction: i64::from(t.views_per_interaction),
         };
-        let per_bucket = v_prior / g.velocity_buckets as f64;
-        d.v_scan_min = d
-            .v_scan
+        let least = |l: &Level| -> Vec<i64> {
+            let per_bucket = l.prior / g.velocity_buckets as f64;
+            d.v_scan
+                .iter()
+                .map(|&k| {
+                    let e = k as f64 * per_bucket;
+                    (1..=1_000_000i64)
+                        .find(|&s| d.ln_poisson_tail(s, e) <= l.ln_alpha)
+                        .unwrap_or(i64::MAX)
+                })
+                .collect()
+        };
+        let plain = least(&d.v_plain);
+        let corroborated = least(&d.v_corroborated);
+        d.v_scan_least = plain
             .iter()
-            .map(|&k| {
-                let e = k as f64 * per_bucket;
-                (1..=1_000_000i64)
-                    .find(|&s| d.ln_poisson_tail(s, e) <= d.v_ln_alpha)
-                    .unwrap_or(i64::MAX)
-            })
+            .zip(&corroborated)
+            .map(|(a, b)| *a.min(b))
             .collect();
+        d.v_plain.scan_min = plain;
+        d.v_corroborated.scan_min = corroborated;
         d
     }
 
@@ -268,6 +319,20 @@ impl Detectors {
     /// The baseline's expected net likes per bucket, never below the prior.
     fn expected_per_bucket(&self, b: &Baseline, g: &Geometry) -> f64 {
         b.mean().max(self.v_prior) / g.velocity_buckets as f64
+    }
+
+    /// The same against a level's scan prior.
+    fn scan_per_bucket(&self, b: &Baseline, l: &Level, g: &Geometry) -> f64 {
+        b.mean().max(l.prior) / g.velocity_buckets as f64
+    }
+
+    /// The thresholds for a rise with or without corroborating views.
+    fn level(&self, corroboration: Option<&Corroboration>) -> &Level {
+        if corroboration.is_some() {
+            &self.v_corroborated
+        } else {
+            &self.v_plain
+        }
     }
 
     /// `ln k!`.
@@ -409,18 +474,29 @@ impl Detectors {
     fn velocity_evidence(&self, v: &VideoState, now: i64, g: &Geometry) -> Option<Evidence> {
         let per_bucket = self.expected_per_bucket(&v.velocity_baseline, g);
         let first_tier = self.v_tiers.first().copied().unwrap_or(1.0);
+        // Whether the views corroborate is asked only once some test could pass at the
+        // looser level (whose least counts are the lower): most likes end before that.
+        let mut decided: Option<Option<Corroboration>> = None;
+        let b = &v.velocity_baseline;
+        let least_per_bucket = self
+            .scan_per_bucket(b, &self.v_plain, g)
+            .min(self.scan_per_bucket(b, &self.v_corroborated, g));
         let mut scan: Option<(usize, i64, f64)> = None;
-        for (&k, &least) in self.v_scan.iter().zip(&self.v_scan_min) {
+        for (i, &k) in self.v_scan.iter().enumerate() {
             let count = v.likes_window(now, k);
-            if count < least {
+            if count < self.v_scan_least[i]
+                || (count as f64) < first_tier * k as f64 * least_per_bucket
+            {
                 continue;
             }
-            let expected = k as f64 * per_bucket;
-            if (count as f64) < first_tier * expected {
+            let corroboration = decided.get_or_insert_with(|| self.corroboration(v, now, g));
+            let level = self.level(corroboration.as_ref());
+            let expected = k as f64 * self.scan_per_bucket(b, level, g);
+            if count < level.scan_min[i] || (count as f64) < first_tier * expected {
                 continue;
             }
             let ln_tail = self.ln_poisson_tail(count, expected);
-            if ln_tail > self.v_ln_alpha {
+            if ln_tail > level.ln_alpha {
                 continue;
             }
             let ratio = count as f64 / expected;
@@ -434,14 +510,22 @@ impl Detectors {
         let mut c = f64::from(v.cusum);
         let mut since = i64::from(v.cusum_since);
         let open_likes: i64 = (through + 1..=now).map(|b| v.likes_at(b).max(0)).sum();
-        let cusum = if c + open_likes as f64 * self.v_ln_rho >= self.v_cusum_h {
-            for b in through + 1..=now {
-                self.cusum_step(&mut c, &mut since, b, v.likes_at(b), per_bucket);
+        let reach = c + open_likes as f64 * self.v_ln_rho;
+        let cusum = if reach >= self.v_corroborated.cusum_h {
+            let corroboration = decided.get_or_insert_with(|| self.corroboration(v, now, g));
+            let h = self.level(corroboration.as_ref()).cusum_h;
+            if reach >= h {
+                for b in through + 1..=now {
+                    self.cusum_step(&mut c, &mut since, b, v.likes_at(b), per_bucket);
+                }
+                (c >= h).then_some((c, since))
+            } else {
+                None
             }
-            (c >= self.v_cusum_h).then_some((c, since))
         } else {
             None
         };
+        let corroboration = decided.flatten();
         if scan.is_none() && cusum.is_none() {
             return None;
         }
@@ -449,7 +533,42 @@ impl Detectors {
             tier: scan.map_or(0, |(t, _, _)| t),
             scan: scan.map(|(_, k, l)| (k, l)),
             cusum,
+            corroboration,
         })
+    }
+
+    /// Whether the video's views corroborate a like rise at bucket `now`: over the newest
+    /// two trending slots (the one of `now` and the one before, as far as the video's
+    /// tallies hold them), its views exceed what its baseline explains by at least
+    /// `corroborating_views_per_like` per interaction of those slots. The expectation is
+    /// the video's trending-score baseline over two slots (views and weighted interactions:
+    /// more than every view it normally gets), the open slot counted in full: both err
+    /// towards "not corroborated".
+    fn corroboration(&self, v: &VideoState, now: i64, g: &Geometry) -> Option<Corroboration> {
+        if self.v_views_per_like <= 0.0 {
+            return None;
+        }
+        let now_slot = now.div_euclid(g.slot_buckets);
+        let head_slot = v.head().div_euclid(g.slot_buckets);
+        let (mut views, mut interactions) = (0i64, 0i64);
+        for s in now_slot - 1..=now_slot {
+            if s <= head_slot && s > head_slot - CAPPED_SLOTS as i64 {
+                views += i64::from(v.slot_views[capped_index(s)]);
+                interactions += i64::from(v.slot_interactions[capped_index(s)]);
+            }
+        }
+        // The score counts each like 10 times and shares and comments more: a score
+        // baseline exceeds the views the video normally gets by far more than a daily
+        // rhythm can lift them above a 3-hour EWMA (about 30% of the mean at ±40%).
+        let expected = 2.0 * v.trending_baseline.mean() / g.trending_slots.max(1) as f64;
+        let extra = views as f64 - expected;
+        (interactions > 0 && extra >= self.v_views_per_like * interactions as f64).then_some(
+            Corroboration {
+                views,
+                expected,
+                interactions,
+            },
+        )
     }
 
     /// Tests `v` at a like counted while the partition's newest event is in bucket `now`
@@ -510,7 +629,14 @@ impl Detectors {
         tier: u8,
         g: &Geometry,
     ) -> (Reading, String) {
-        let per_bucket = self.expected_per_bucket(&v.velocity_baseline, g);
+        let thresholds = self.level(e.corroboration.as_ref());
+        // The scan's expectation (at its level's prior) or, for the CUSUM alone, the
+        // CUSUM's.
+        let per_bucket = if e.scan.is_some() {
+            self.scan_per_bucket(&v.velocity_baseline, thresholds, g)
+        } else {
+            self.expected_per_bucket(&v.velocity_baseline, g)
+        };
         let k = e.scan.map_or(g.velocity_buckets, |(k, _)| k);
         let count = v.likes_window(now, k);
         let expected = k as f64 * per_bucket;
@@ -535,21 +661,21 @@ impl Detectors {
         let threshold = self.v_tiers[usize::from(tier)];
         let level = format!(
             "the false-alarm level of {} false alerts per video per day",
-            self.v_budget
+            thresholds.budget
         );
         let mut why = match e.scan {
             Some((_, ln_tail)) => format!(
-                "{count} net likes in the last {} against {:.1} expected from the video's baseline of {per_min:.2}/min ({:.1}x, tier {tier} at {threshold}x): a chance of 1 in {} at the baseline rate, beyond {level} (1 in {} per window tested)",
+                "{count} net likes in the last {} against {} expected from the video's baseline of {per_min:.2}/min ({:.1}x, tier {tier} at {threshold}x): a chance of 1 in {} at the baseline rate, beyond {level} (1 in {} per window tested)",
                 span(k * g.bucket_ms),
-                expected,
+                amount(expected),
                 r.ratio,
                 one_in(ln_tail),
-                one_in(self.v_ln_alpha),
+                one_in(thresholds.ln_alpha),
             ),
             None => format!(
-                "{count} net likes in the last {} against {:.1} expected from the video's baseline of {per_min:.2}/min ({:.1}x)",
+                "{count} net likes in the last {} against {} expected from the video's baseline of {per_min:.2}/min ({:.1}x)",
                 span(k * g.bucket_ms),
-                expected,
+                amount(expected),
                 r.ratio
             ),
         };
@@ -559,7 +685,20 @@ impl Detectors {
                 "; sustained rise (CUSUM): the likes since {} ago are {} times likelier at {rho}x the baseline than at the baseline, beyond {level} (1 in {})",
                 span((now + 1 - since) * g.bucket_ms),
                 one_in(-c),
-                one_in(-self.v_cusum_h),
+                one_in(-thresholds.cusum_h),
+            ));
+        }
+        if let Some(k) = e.corroboration {
+            why.push_str(&format!(
+                "; corroborated by its views: {} in the last {} against {:.0} its baseline explains, at least {} more per like, share or comment ({}), so tested at {} times the budget of {} and against a prior of {:.2} likes/min",
+                k.views,
+                span(2 * g.slot_ms),
+                k.expected,
+                self.v_views_per_like,
+                k.interactions,
+                thresholds.budget / self.v_plain.budget,
+                self.v_plain.budget,
+                thresholds.prior * 60_000.0 / (g.velocity_buckets * g.bucket_ms) as f64,
             ));
         }
         (r, why)
@@ -888,6 +1027,15 @@ fn one_in(ln_p: f64) -> String {
 }
 
 /// A span of milliseconds as "30 s" or "4.5 min".
+/// An expected count, with the decimals a reader needs to tell it from zero.
+fn amount(x: f64) -> String {
+    if x < 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
 fn span(ms: i64) -> String {
     if ms < 60_000 {
         format!("{} s", ms / 1_000)

@@ -155,16 +155,17 @@ fn steady_popular_video_and_view_bots_do_not_fire_velocity() {
 #[test]
 fn a_few_likes_on_a_cold_video_do_not_fire() {
     let mut f = Feed::new();
-    f.steady("bg", EventKind::View, 60, T0, T0 + 5 * 60_000);
+    // Past the 15-minute warm-up, so the tests run: 8 likes in 40 s (a blip).
+    f.steady("bg", EventKind::View, 60, T0, T0 + 20 * 60_000);
     for i in 0..8 {
-        f.event("cold", EventKind::Like, T0 + 5 * 60_000 + i * 5_000);
+        f.event("cold", EventKind::Like, T0 + 20 * 60_000 + i * 5_000);
     }
     f.steady(
         "bg",
         EventKind::View,
         60,
-        T0 + 5 * 60_000 + 40_000,
-        T0 + 15 * 60_000,
+        T0 + 20 * 60_000 + 40_000,
+        T0 + 30 * 60_000,
     );
     f.state.finish(&mut f.alerts);
     assert!(f.of_type(AlertType::ViralVelocity).is_empty());
@@ -518,4 +519,86 @@ fn event_times_that_stall_cannot_grow_the_dedup_set_past_its_cap() {
     };
     state.apply(&again, &mut out);
     assert_eq!(state.stats().duplicates, 1);
+}
+
+/// After warm-up, on a cold video, five likes within ten seconds: alone (a blip, or a blip
+/// with one view per like) they stay below the budget's threshold; arriving with the views
+/// a genuine audience brings (eight per like) they are a corroborated rise, tested at a
+/// looser level, and fire at the third. A view bot's burst alone never does.
+#[test]
+fn a_like_rise_that_comes_with_its_views_fires_on_fewer_likes_than_likes_alone() {
+    let run = |views_per_like: f64| {
+        let mut c = EngineConfig::default();
+        c.velocity.corroborating_views_per_like = views_per_like;
+        let mut f = Feed::with(c);
+        let minute = 60_000;
+        f.steady("bg", EventKind::View, 60, T0, T0 + 20 * minute);
+        // A blip: likes only.
+        for i in 0..5 {
+            f.event("blip", EventKind::Like, T0 + 20 * minute + i * 2_000);
+        }
+        // A blip with its viewers: one view before each like.
+        for i in 0..5 {
+            let t = T0 + 20 * minute + 20_000 + i * 2_000;
+            f.event("friends", EventKind::View, t);
+            f.event("friends", EventKind::Like, t + 500);
+        }
+        // A view bot: 2 000 views a minute for three minutes, no like.
+        f.steady(
+            "bot",
+            EventKind::View,
+            2_000,
+            T0 + 21 * minute,
+            T0 + 24 * minute,
+        );
+        // A genuine start: 40 views in the 20 s before the same five likes.
+        for i in 0..40 {
+            f.event(
+                "viral",
+                EventKind::View,
+                T0 + 24 * minute + 40_000 + i * 500,
+            );
+        }
+        for i in 0..5 {
+            f.event("viral", EventKind::Like, T0 + 25 * minute + i * 2_000);
+        }
+        f.steady(
+            "bg",
+            EventKind::View,
+            60,
+            T0 + 25 * minute + 10_000,
+            T0 + 40 * minute,
+        );
+        f.state.finish(&mut f.alerts);
+        f
+    };
+    let on = run(4.0);
+    let fired: Vec<&Alert> = on.of_type(AlertType::ViralVelocity);
+    assert!(
+        !fired.is_empty() && fired.iter().all(|a| a.video_id == "viral"),
+        "{fired:#?}"
+    );
+    // Decided at the third like, on the still-open bucket: 3 likes in 10 s against the
+    // corroborated prior of 0.25 a minute, with 40 views behind them.
+    let a = fired[0];
+    assert_eq!((a.count, a.detected_at), (3, T0 + 25 * 60_000 + 4_000));
+    assert!(
+        a.explanation
+            .contains("corroborated by its views: 40 in the last 2 min"),
+        "{}",
+        a.explanation
+    );
+    assert!(
+        a.explanation
+            .contains("at 1000 times the budget of 0.001 and against a prior of 0.25"),
+        "{}",
+        a.explanation
+    );
+    // Without corroboration the same likes are not enough.
+    let off = run(0.0);
+    assert!(
+        off.of_type(AlertType::ViralVelocity).is_empty(),
+        "{:#?}",
+        off.alerts
+    );
 }

@@ -29,7 +29,12 @@ fn config() -> EngineConfig {
     c.windows.trending_window = s(300);
     c.windows.allowed_lateness = s(5);
     c.windows.dedup_horizon = s(30);
-    c.velocity.false_alarms_per_video_day = 0.5;
+    c.velocity.false_alarms_per_video_day = 0.05;
+    // A corroborated rise is tested at ten times the budget: view-heavy videos (below)
+    // take the looser thresholds, the others the plain ones.
+    c.velocity.corroborated_budget_factor = 10.0;
+    c.velocity.corroborating_views_per_like = 2.0;
+    c.velocity.corroborated_prior_likes_per_min = 0.5;
     c.velocity.prior_likes_per_min = 2.0;
     c.velocity.z_clear = 1.0;
     c.velocity.tiers = vec![2.0, 4.0, 8.0];
@@ -316,7 +321,33 @@ impl Reference {
         let scan = cfg.effective_scan_windows(&self.c.windows);
         let windows = scan.len() as f64;
         let per_day = (86_400_000 / self.b) as f64;
-        let budget = cfg.false_alarms_per_video_day;
+        // Corroboration: the views of the newest two slots against twice the video's
+        // trending-score baseline per slot, per interaction of those slots.
+        let now_slot = self.max.div_euclid(self.s);
+        let (mut views, mut interactions) = (0i64, 0i64);
+        for k in now_slot - 1..=now_slot {
+            if let Some(x) = v.slots.get(&k) {
+                views += x.views;
+                interactions += x.interactions;
+            }
+        }
+        let expected_views = 2.0 * v.tb.mean.max(0.0) / self.m as f64;
+        let corroborated = cfg.corroborating_views_per_like > 0.0
+            && interactions > 0
+            && views as f64 - expected_views
+                >= cfg.corroborating_views_per_like * interactions as f64;
+        let budget = if corroborated {
+            (cfg.false_alarms_per_video_day * cfg.corroborated_budget_factor).min(1.0)
+        } else {
+            cfg.false_alarms_per_video_day
+        };
+        // The scan's expectation: against the corroborated prior when corroborated.
+        let scan_lambda = if corroborated {
+            let prior = cfg.corroborated_prior_likes_per_min * (self.n * self.b) as f64 / 60_000.0;
+            v.vb.mean.max(0.0).max(prior) / self.n as f64
+        } else {
+            lambda
+        };
         let ln_alpha = (budget / 2.0 / (windows * per_day)).ln();
         let h = (2.0 * per_day / budget).ln();
         let rho = cfg.tiers[0];
@@ -324,7 +355,7 @@ impl Reference {
         for d in &scan {
             let k = ms(*d) / self.b;
             let count: i64 = v.likes.range(now - k + 1..=now).map(|(_, x)| *x).sum();
-            let expected = k as f64 * lambda;
+            let expected = k as f64 * scan_lambda;
             if (count as f64) < rho * expected || count <= 0 {
                 continue;
             }
@@ -529,6 +560,7 @@ fn stream() -> impl Strategy<Value = Vec<Ev>> {
     let video = (
         0u32..30,
         prop::option::of((0i64..1_200_000, 20_000i64..200_000, 5u32..60)),
+        any::<bool>(),
     );
     (prop::collection::vec(video, 1..6), any::<u64>(), 5u32..25).prop_map(
         |(videos, seed, minutes)| {
@@ -542,15 +574,21 @@ fn stream() -> impl Strategy<Value = Vec<Ev>> {
             let span = i64::from(minutes) * 60_000;
             let mut evs: Vec<(i64, Ev)> = Vec::new();
             let mut id = 0u64;
-            for (vi, (per_min, burst)) in videos.iter().enumerate() {
+            for (vi, (per_min, burst, view_heavy)) in videos.iter().enumerate() {
                 let mut push = |t: i64, rnd: u64, evs: &mut Vec<(i64, Ev)>| {
                     id += 1;
-                    let kind = match rnd % 20 {
-                        0..=9 => EventKind::Like,
-                        10 => EventKind::Unlike,
-                        11..=16 => EventKind::View,
-                        17 | 18 => EventKind::Share,
-                        _ => EventKind::Comment,
+                    // Half the videos get about six views per interaction, as genuine
+                    // audiences do (their like rises are corroborated); the others
+                    // mostly interactions.
+                    let kind = match (view_heavy, rnd % 20) {
+                        (true, 0 | 1) => EventKind::Like,
+                        (true, 2) => EventKind::Share,
+                        (true, _) => EventKind::View,
+                        (false, 0..=9) => EventKind::Like,
+                        (false, 10) => EventKind::Unlike,
+                        (false, 11..=16) => EventKind::View,
+                        (false, 17 | 18) => EventKind::Share,
+                        (false, _) => EventKind::Comment,
                     };
                     evs.push((
                         t,
@@ -674,7 +712,8 @@ proptest! {
         }
         model.finish();
         if std::env::var_os("TW_DEBUG").is_some() {
-            eprintln!("events={} alerts={} late={} dups={}", evs.len(), alerts.len(), state.stats().late, state.stats().duplicates);
+            let corroborated = alerts.iter().filter(|a| a.explanation.contains("corroborated")).count();
+            eprintln!("events={} alerts={} corroborated={corroborated} late={} dups={}", evs.len(), alerts.len(), state.stats().late, state.stats().duplicates);
         }
         let got = sorted(alerts.iter().map(key).collect());
         prop_assert_eq!(got, sorted(model.alerts.clone()));
