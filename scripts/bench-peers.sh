@@ -20,8 +20,10 @@
 # BENCH_WORKLOADS ("default 1m"); BENCH_CONTENDERS (all: bare counter-alos counter-eos
 # streams-alos streams-eos flink-alos flink-eos); BENCH_EVENTS (loadgen --events, its
 # default when unset); BENCH_LOADGEN_ARGS (more loadgen flags); BENCH_PARTITIONS (4); BENCH_BROKER_PORT (19500); TRENDWATCH_BIN (a
-# built trendwatch; else cargo builds it); PEER_JAVA_OPTS (extra JVM flags for the peers);
-# BENCH_SAVE (a file to keep the raw results in, one JSON line per contender and run).
+# built trendwatch; else cargo builds it, release, or debug for --smoke); PEER_JAVA_OPTS (extra JVM flags for the peers);
+# BENCH_SAVE (a file to keep the raw results in, one JSON line per contender and run);
+# BENCH_KEEP=1 keeps the scratch folder (results, every contender's alerts, the ground
+# truth; `python3 scripts/bench_peers_table.py DIR/results.jsonl` prints the table again).
 # docs/BENCHMARKS.md ("Side by side") has the results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,7 +64,11 @@ cleanup() {
   sleep 0.5
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$dir"
+  if [ -n "${BENCH_KEEP:-}" ]; then
+    echo "# results, alerts and ground truth kept in $dir" >&2
+  else
+    rm -rf "$dir"
+  fi
 }
 trap cleanup EXIT
 trap 'echo "bench-peers failed at line $LINENO; logs in the last lines below" >&2; tail -n 15 "$dir"/*.log >&2 2>/dev/null || true' ERR
@@ -71,8 +77,13 @@ say() { echo "# $*" >&2; }
 # --- Build what is missing (idempotent; Maven offline first, so a warm cache needs no network).
 if [ -n "${TRENDWATCH_BIN:-}" ]; then
   tw=$TRENDWATCH_BIN
+elif [ "$smoke" = 1 ]; then
+  # The smoke run checks that everything runs, not how fast: the debug build the test suite
+  # has just made serves (a cold release build takes half an hour on a 2-core machine).
+  cargo build --quiet --locked -p trendwatch
+  tw=${CARGO_TARGET_DIR:-target}/debug/trendwatch
 else
-  cargo build --release --quiet -p trendwatch
+  cargo build --release --quiet --locked -p trendwatch
   tw=${CARGO_TARGET_DIR:-target}/release/trendwatch
 fi
 build_peer() { # DIR JAR
@@ -173,9 +184,9 @@ dump() { # TOPIC -> its records, one per line
 # [status]; the rates are over span_records, read in `seconds` with `ticks` of CPU.
 record() {
   local name=$1 wl=$2 run=$3 consumed=$4 span=$5 seconds=$6 ticks=$7 kib=$8 alerts=$9 status=${10:-ok}
-  python3 - "$name" "$wl" "$run" "$consumed" "$span" "$seconds" "$ticks" "$hz" "$kib" "$alerts" "$total" "$status" >>"$dir/results.jsonl" <<'PY'
+  python3 - "$name" "$wl" "$run" "$consumed" "$span" "$seconds" "$ticks" "$hz" "$kib" "$alerts" "$total" "$status" "$dir/truth-$wl.json" >>"$dir/results.jsonl" <<'PY'
 import json, sys
-name, wl, run, consumed, span, seconds, ticks, hz, kib, alerts, total, status = sys.argv[1:]
+name, wl, run, consumed, span, seconds, ticks, hz, kib, alerts, total, status, truth = sys.argv[1:]
 consumed, span, seconds, cpu = int(float(consumed)), int(float(span)), float(seconds), int(ticks) / int(hz)
 n = 0
 viral = 0
@@ -198,6 +209,7 @@ print(json.dumps({
     "peak_rss_mib": round(int(kib or 0) / 1024, 1),
     "alerts": n, "viral_velocity_alerts": viral,
     "alerts_file": alerts if alerts != "-" else None,
+    "truth_file": truth,
 }))
 PY
 }
@@ -318,80 +330,8 @@ TOML
   done
 done
 
-# --- The table (or JSON), the alert comparison, and the smoke verdict.
+# --- The table (or JSON), the alert comparison, and the verdict (scripts/bench_peers_table.py).
 [ -n "${BENCH_SAVE:-}" ] && cp "$dir/results.jsonl" "$BENCH_SAVE"
-python3 - "$dir/results.jsonl" "$json" "$smoke" <<'PY'
-import json, statistics, sys
-path, as_json, smoke = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1"
-rows = [json.loads(l) for l in open(path) if l.strip()]
-
-def first_viral(p):
-    """video -> earliest detected_at of a VIRAL_VELOCITY alert in file p."""
-    out = {}
-    if not p:
-        return out
-    for line in open(p):
-        if line.strip():
-            a = json.loads(line)
-            if a.get("type") == "VIRAL_VELOCITY" and "detected_at" in a:
-                v, t = a["video_id"], int(a["detected_at"])
-                out[v] = min(t, out.get(v, t))
-    return out
-
-# Peers against the counter (at-least-once) of the same workload and run.
-for r in rows:
-    r["vs_counter"] = None
-    ours = next((o for o in rows if o["name"] == "counter-alos" and o["workload"] == r["workload"]
-                 and o["run"] == r["run"]), None)
-    if ours is None or r["name"] in ("bare", "counter-alos") or not r.get("alerts_file"):
-        continue
-    a, b = first_viral(r["alerts_file"]), first_viral(ours["alerts_file"])
-    both = set(a) & set(b)
-    lead = [b[v] - a[v] for v in both]  # > 0: the peer fired first
-    r["vs_counter"] = {
-        "videos_flagged": len(a), "counter_videos_flagged": len(b), "same_videos": len(both),
-        "peer_first": sum(d > 0 for d in lead), "counter_first": sum(d < 0 for d in lead),
-        "same_time": sum(d == 0 for d in lead),
-        "median_counter_lead_s": round(-statistics.median(lead) / 1000, 1) if lead else None,
-    }
-
-failed = [r for r in rows if r["status"] != "ok" or r["records"] < r["expected_records"] - 1]
-if as_json:
-    for r in rows:
-        r = {k: v for k, v in r.items() if k != "alerts_file"}
-        print(json.dumps(r))
-else:
-    order = []
-    for r in rows:
-        k = (r["workload"], r["name"])
-        if k not in order:
-            order.append(k)
-    def spread(vals, fmt):
-        vals = [v for v in vals if v is not None]
-        if not vals:
-            return "-"
-        m = statistics.median(vals)
-        return fmt(m) if len(vals) == 1 else f"{fmt(m)} ({fmt(min(vals))}–{fmt(max(vals))})"
-    print(f"{'workload':9} {'contender':13} {'records':>9} {'records/s':>22} {'CPU s/M rec':>20} {'peak RSS MiB':>20} {'alerts':>7}  vs counter (viral videos: peer/ours/same, first: peer/ours)")
-    for wl, name in order:
-        rs = [r for r in rows if (r["workload"], r["name"]) == (wl, name)]
-        vs = rs[0]["vs_counter"]
-        vtxt = "" if not vs else f"{vs['videos_flagged']}/{vs['counter_videos_flagged']}/{vs['same_videos']}, {vs['peer_first']}/{vs['counter_first']}"
-        print(f"{wl:9} {name:13} {rs[0]['records']:>9} {spread([r['records_per_s'] for r in rs], lambda v: f'{v:,.0f}'):>22} "
-              f"{spread([r['cpu_s_per_million'] for r in rs], lambda v: f'{v:.2f}'):>20} "
-              f"{spread([r['peak_rss_mib'] for r in rs], lambda v: f'{v:.0f}'):>20} {rs[0]['alerts']:>7}  {vtxt}"
-              + ("" if all(r["status"] == "ok" for r in rs) else "  FAILED"))
-    # The goal of issue 15: records per CPU-second, counter vs each peer.
-    for wl in dict.fromkeys(r["workload"] for r in rows):
-        def med(name):
-            v = [r["cpu_s_per_million"] for r in rows if r["workload"] == wl and r["name"] == name and r["cpu_s_per_million"]]
-            return statistics.median(v) if v else None
-        for ours in ("counter-alos", "counter-eos"):
-            for peer in ("streams-alos", "streams-eos", "flink-alos", "flink-eos"):
-                if med(ours) and med(peer):
-                    print(f"# {wl}: {ours} does {med(peer) / med(ours):.1f}x the records per CPU-second of {peer}")
-if failed:
-    for r in failed:
-        print(f"FAILED: {r['workload']} {r['name']} run {r['run']}: {r['records']} of {r['expected_records']} records ({r['status']})", file=sys.stderr)
-    sys.exit(1)
-PY
+table=(python3 scripts/bench_peers_table.py)
+[ "$json" = 1 ] && table+=(--json)
+"${table[@]}" "$dir/results.jsonl"
