@@ -13,6 +13,10 @@ scripts/kafka.sh --install
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# Every contender of the side-by-side benchmark (issue 15: the bare consumer, the counter,
+# the Kafka Streams and Flink peers, built with Maven) on ~18 000 events; fails if one misses
+# a record. Uses the debug binary the tests just built.
+scripts/bench-peers.sh --smoke
 # The monitoring files of deploy/: promtool check config/rules and the rules' unit tests
 # (installs Debian's prometheus package for promtool if it is missing).
 scripts/deploy-check.sh

@@ -15,6 +15,13 @@
 //!   is at least `e^h` buckets), and accumulates the evidence of a slow, sustained rise that
 //!   no short window shows. Each like adds at most `ln ρ`, so it needs `h / ln ρ` likes.
 //!
+//! A rise that comes with its views is **corroborated**: when the video's views over its
+//! newest two trending slots exceed its trending-score baseline (which is above the views
+//! it normally gets) by `corroborating_views_per_like` per interaction of those slots, both
+//! tests run at `corroborated_budget_factor` times the budget and the scan against the
+//! lower `corroborated_prior_likes_per_min`. A blip of likes alone or a view bot's views
+//! alone never are, so the looser level costs no protection against either.
+//!
 //! Counts only grow while a bucket is open, so both tests are evaluated at each like on the
 //! open buckets (as if they closed now, with their full expected count): the alert fires the
 //! moment the evidence suffices, not when the watermark closes the window, and is stamped
@@ -660,8 +667,9 @@ impl Detectors {
         let per_min = per_bucket * (60_000 / g.bucket_ms) as f64;
         let threshold = self.v_tiers[usize::from(tier)];
         let level = format!(
-            "the false-alarm level of {} false alerts per video per day",
-            thresholds.budget
+            "the false-alarm level of {} false alert{} per video per day",
+            thresholds.budget,
+            if thresholds.budget == 1.0 { "" } else { "s" }
         );
         let mut why = match e.scan {
             Some((_, ln_tail)) => format!(
@@ -1026,7 +1034,6 @@ fn one_in(ln_p: f64) -> String {
     }
 }
 
-/// A span of milliseconds as "30 s" or "4.5 min".
 /// An expected count, with the decimals a reader needs to tell it from zero.
 fn amount(x: f64) -> String {
     if x < 1.0 {
@@ -1036,6 +1043,7 @@ fn amount(x: f64) -> String {
     }
 }
 
+/// A span of milliseconds as "30 s" or "4.5 min".
 fn span(ms: i64) -> String {
     if ms < 60_000 {
         format!("{} s", ms / 1_000)
