@@ -38,9 +38,9 @@ if [ -z "${TRENDWATCH_BOOTSTRAP_SERVERS:-}" ]; then
   scripts/kafka.sh --install >"$out/kafka-install.log" 2>&1 &
   fetch=$!
 fi
-echo "==> building (the demo profile: optimised, no LTO)"
-cargo build --profile demo --quiet -p trendwatch
-tw=target/demo/trendwatch
+echo "==> building (release)"
+cargo build --release --quiet -p trendwatch
+tw=target/release/trendwatch
 if [ -n "$fetch" ] && ! wait "$fetch"; then
   echo "fetching Apache Kafka failed:" >&2
   tail -n 20 "$out/kafka-install.log" >&2
