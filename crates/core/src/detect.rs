@@ -122,8 +122,6 @@ pub(crate) struct Detectors {
     /// `ln ρ` and `ρ - 1` of the CUSUM (ρ = the first tier).
     v_ln_rho: f64,
     v_rho_less_one: f64,
-    /// The prior, in net likes per velocity window.
-    v_prior: f64,
     v_z_clear: f64,
     v_floor: f64,
     v_tiers: Vec<f64>,
@@ -237,7 +235,6 @@ impl Detectors {
             window_of(v.corroborated_prior_likes_per_min),
         );
         let rho = v.tiers.first().copied().unwrap_or(2.0).max(1.0 + 1e-9);
-        let v_prior = v.prior_likes_per_min * (g.velocity_buckets * g.bucket_ms) as f64 / 60_000.0;
         let mut d = Self {
             weights: [w.view as i32, like, -like, w.share as i32, w.comment as i32],
             v_decay: half_life_decay(v.baseline_half_life, g.bucket_ms),
@@ -248,7 +245,6 @@ impl Detectors {
             v_scan_least: Vec::new(),
             v_ln_rho: rho.ln(),
             v_rho_less_one: rho - 1.0,
-            v_prior,
             v_z_clear: v.z_clear,
             v_floor: v.sigma_floor,
             v_tiers: v.tiers.clone(),
@@ -323,9 +319,10 @@ impl Detectors {
         b.stddev().max(b.mean().sqrt()).max(self.v_floor)
     }
 
-    /// The baseline's expected net likes per bucket, never below the prior.
+    /// The baseline's expected net likes per bucket, never below the prior: the CUSUM's
+    /// expectation, and the scan's without corroboration.
     fn expected_per_bucket(&self, b: &Baseline, g: &Geometry) -> f64 {
-        b.mean().max(self.v_prior) / g.velocity_buckets as f64
+        self.scan_per_bucket(b, &self.v_plain, g)
     }
 
     /// The same against a level's scan prior.
@@ -426,15 +423,16 @@ impl Detectors {
         }
         let mean = v.velocity_baseline.mean();
         let r = self.v_decay;
-        let above = if mean > self.v_prior && r < 1.0 {
+        let prior = self.v_plain.prior;
+        let above = if mean > prior && r < 1.0 {
             // Steps i = 0.. with mean r^i above the prior.
-            let j = ((self.v_prior / mean).ln() / r.ln()).ceil();
+            let j = ((prior / mean).ln() / r.ln()).ceil();
             (j.max(0.0) as i64).min(n)
         } else {
             0
         };
         let decayed = mean * (1.0 - r.powi(above.min(i64::from(i32::MAX)) as i32)) / (1.0 - r);
-        let total = if above > 0 { decayed } else { 0.0 } + (n - above) as f64 * self.v_prior;
+        let total = if above > 0 { decayed } else { 0.0 } + (n - above) as f64 * prior;
         let drift = self.v_rho_less_one * total / g.velocity_buckets as f64;
         v.cusum = (f64::from(v.cusum) - drift).max(0.0) as f32;
     }
@@ -740,7 +738,7 @@ impl Detectors {
             mean: b.mean(),
             stddev: b.stddev(),
             z: (count as f64 - b.mean()) / denom,
-            ratio: count as f64 / b.mean().max(self.v_prior),
+            ratio: count as f64 / b.mean().max(self.v_plain.prior),
             window_start: (bucket - n + 1) * g.bucket_ms,
             window_end: (bucket + 1) * g.bucket_ms,
             window_minutes: (n * g.bucket_ms) as f64 / 60_000.0,
