@@ -8,7 +8,8 @@
 //! - [`board`] — `trendwatch leaderboard`: the live board in a terminal, or once as JSON.
 //! - [`checkpoint`] — the checkpoint format on the compacted state topics and its store.
 //! - [`deadletter`] — headers of dead-letter and late records, cut to fit when too big.
-//! - `delivery` — the counter's delivery decisions that need no broker (pure functions).
+//! - `protocol` — the counter's delivery protocol as one pure machine (the counter is its
+//!   rdkafka adapter); `delivery` — the decisions it and the ranker share (pure functions).
 //! - [`client`] — Kafka clients from the configuration, topic creation.
 //! - [`health`] — readiness, and the HTTP listener for `/metrics`, `/healthz`, `/readyz`.
 //! - [`telemetry`] — every metric name, described in one place; logging set-up.
@@ -29,10 +30,13 @@ mod error;
 pub mod health;
 mod output;
 pub mod perf;
+mod protocol;
 pub mod publish;
 pub mod ranker;
 #[cfg(test)]
 mod sim;
+#[cfg(test)]
+mod sim_counters;
 pub mod tail;
 pub mod telemetry;
 

@@ -9,10 +9,10 @@ use trendwatch_core::{Alert, EngineConfig, EventKind, EventRef, PartitionState};
 use crate::delivery::{IdleTick, IdleWatch, at_end_of_log, tick_partition};
 
 /// splitmix64: a seeded generator with no dependency, good enough to pick faults.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -20,11 +20,11 @@ impl Rng {
         z ^ (z >> 31)
     }
     /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+    pub(crate) fn range(&mut self, lo: i64, hi: i64) -> i64 {
         lo + (self.next() % (hi - lo + 1) as u64) as i64
     }
     /// True with probability `p`.
-    fn chance(&mut self, p: f64) -> bool {
+    pub(crate) fn chance(&mut self, p: f64) -> bool {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64 > 1.0 - p
     }
 }
@@ -226,7 +226,7 @@ fn producer_delay_bound(away: Away, idle_timeout_ms: i64, lateness_ms: i64, tick
     idle_timeout_ms + lateness_ms - unread_counted - 2 * tick_ms
 }
 
-fn seeds() -> Vec<u64> {
+pub(crate) fn seeds() -> Vec<u64> {
     if let Some(one) = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
         return vec![one];
     }
