@@ -4,12 +4,13 @@
 //! - [`replay`]: runs the engine over an event file exactly as the service will run it.
 //! - [`backtest`]: scores a replay's alerts against a load generator's ground truth.
 //! - [`poisson`]: the per-minute Poisson yardstick scored beside the engine.
-//! - [`partitioner`]: which partition a keyed message lands on.
+//! - [`partitioner`]: which partition a keyed message lands on (the runtime's, re-exported:
+//!   the counters answer queries by it too).
 //! - [`service`]: the Kafka commands (`run`, `alerts tail`, `publish`, `topics create`).
 
 pub mod backtest;
 pub mod oracle;
-pub mod partitioner;
+pub use trendwatch_runtime::partitioner;
 pub mod poisson;
 pub mod replay;
 pub mod service;

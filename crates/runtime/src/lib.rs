@@ -14,6 +14,7 @@
 //! - [`health`] — readiness, and the HTTP listener for `/metrics`, `/healthz`, `/readyz`.
 //! - [`telemetry`] — every metric name, described in one place; logging set-up.
 //! - [`publish`] and [`tail`] — the tools that write events to and read alerts from Kafka.
+//! - [`partitioner`] — the partition a keyed record lands on (librdkafka's default).
 //! - [`perf`] — the yardsticks of the broker benchmark (bare consumer, mock cluster).
 //!
 //! Nothing here decides what trends: that is `trendwatch-core`, fed through
@@ -29,6 +30,7 @@ mod delivery;
 mod error;
 pub mod health;
 mod output;
+pub mod partitioner;
 pub mod perf;
 mod protocol;
 pub mod publish;
