@@ -82,7 +82,8 @@ pub struct TopicsConfig {
     /// The ranker's checkpoints (compacted).
     pub ranker_state: String,
     /// Where each counter advertises its query address and partitions (compacted, one
-    /// partition), so any counter can say where a video's partition lives.
+    /// partition), so any counter can say where a video's partition lives; empty: no
+    /// membership (a counter answers video queries for its own partitions only).
     pub members: String,
 }
 
@@ -320,7 +321,9 @@ pub(crate) fn validate_service(
     }
     names.push(("topics.leaderboard", &topics.leaderboard));
     names.push(("topics.ranker_state", &topics.ranker_state));
-    names.push(("topics.members", &topics.members));
+    if !topics.members.is_empty() {
+        names.push(("topics.members", &topics.members));
+    }
     for (i, (key, name)) in names.iter().enumerate() {
         if name.is_empty() {
             errors.push(format!("{key}: must not be empty"));

@@ -38,5 +38,5 @@ pub use error::{CoreError, Result};
 pub use event::{Alert, AlertType, EventKind, EventRef};
 pub use hash::key_hash;
 pub use partition::{PartitionState, PartitionStats, Verdict, VideoCounts};
-pub use view::VideoView;
 pub use rank::{Board, BoardEntry, Candidate, CandidateSet, Offered, Ranker, RankingConfig};
+pub use view::VideoView;

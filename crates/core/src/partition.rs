@@ -27,6 +27,7 @@ use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
 use crate::config::EngineConfig;
+use crate::config::FINE_SLOTS;
 use crate::creators::CreatorTable;
 use crate::dedup::{DedupSnapshot, EventDedup};
 use crate::detect::{Detectors, Geometry, index32};
@@ -37,7 +38,6 @@ use crate::rank::{Candidate, CandidateSet};
 use crate::sketch::EngagementSketch;
 use crate::video::{CAPPED_SLOTS, VideoState, bump, capped_index, coarse_index, fine_index};
 use crate::view::{BucketLikes, EpisodeView, TrendingView, VelocityView, VideoView};
-use crate::config::FINE_SLOTS;
 
 /// What happened to one applied event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -441,8 +441,9 @@ impl PartitionState {
                 likes: v.likes_at(b),
             })
             .collect();
-        let (expected, cusum_threshold, v_tiers) =
-            self.detectors.velocity_yardsticks(&v.velocity_baseline, geo);
+        let (expected, cusum_threshold, v_tiers) = self
+            .detectors
+            .velocity_yardsticks(&v.velocity_baseline, geo);
         let (t_tiers, min_ratio) = self.detectors.trending_yardsticks();
         let vb = &v.velocity_baseline;
         let sb = geo.slot_buckets;
@@ -466,8 +467,7 @@ impl PartitionState {
                 tiers: v_tiers.to_vec(),
                 cusum: f64::from(v.cusum),
                 cusum_threshold,
-                cusum_since: (v.cusum > 0.0)
-                    .then_some(i64::from(v.cusum_since) * geo.bucket_ms),
+                cusum_since: (v.cusum > 0.0).then_some(i64::from(v.cusum_since) * geo.bucket_ms),
                 episode: EpisodeView::of(&v.velocity, geo.bucket_ms),
             },
             trending: TrendingView {

@@ -624,7 +624,11 @@ fn a_video_view_shows_the_open_episode_and_changes_nothing() {
     );
     let before = f.state.to_bytes();
     let view = f.state.video_view("hot").unwrap();
-    assert_eq!(f.state.to_bytes(), before, "a view must not change the state");
+    assert_eq!(
+        f.state.to_bytes(),
+        before,
+        "a view must not change the state"
+    );
     let fired = f.of_type(AlertType::ViralVelocity);
     let newest = (*fired.last().unwrap()).clone();
     assert_eq!(view.video_id, "hot");

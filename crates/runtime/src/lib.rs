@@ -5,6 +5,9 @@
 //!   dead-letters bad input, checkpoints state with offsets and commits after them.
 //! - [`ranker`] — the ranker service (`trendwatch rank`): merges the counters' per-partition
 //!   candidates into the global board per window, with its alerts.
+//! - [`api`] — the query API under `/v1/` on the same listener: a video's state on the
+//!   counters (with redirects between them through the membership topic), the board and
+//!   recent alerts on the ranker.
 //! - [`board`] — `trendwatch leaderboard`: the live board in a terminal, or once as JSON.
 //! - [`checkpoint`] — the checkpoint format on the compacted state topics and its store.
 //! - [`deadletter`] — headers of dead-letter and late records, cut to fit when too big.
@@ -20,6 +23,7 @@
 //! Nothing here decides what trends: that is `trendwatch-core`, fed through
 //! `trendwatch-proto`'s decoder.
 
+pub mod api;
 pub mod board;
 pub mod checkpoint;
 pub mod client;
