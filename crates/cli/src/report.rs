@@ -215,33 +215,33 @@ pub fn plan(
     }
     candidates.truncate(max_charts);
 
-    // Only the kept charts need their alerts looked up.
+    // Per alert episode of ours (video, episode start): its first alert and its ENDED.
+    let mut firsts: HashMap<(&str, i64), &Alert> = HashMap::new();
+    let mut ends: HashMap<(&str, i64), i64> = HashMap::new();
+    for a in alerts {
+        let key = (a.video_id.as_str(), a.episode_start);
+        match a.alert_type {
+            AlertType::ViralVelocity => {
+                let first = firsts.entry(key).or_insert(a);
+                if a.detected_at < first.detected_at {
+                    *first = a;
+                }
+            }
+            AlertType::ViralVelocityEnded => {
+                let end = ends.entry(key).or_insert(a.detected_at);
+                *end = (*end).min(a.detected_at);
+            }
+            _ => {}
+        }
+    }
     let first_alert = |video: &str, start: i64| {
-        alerts
-            .iter()
-            .filter(|a| {
-                a.alert_type == AlertType::ViralVelocity
-                    && a.video_id == video
-                    && a.episode_start == start
-            })
-            .min_by_key(|a| a.detected_at)
-            .map(|a| OurAlert {
-                detected_at: a.detected_at,
-                tier: a.tier,
-                explanation: a.explanation.clone(),
-            })
+        firsts.get(&(video, start)).map(|a| OurAlert {
+            detected_at: a.detected_at,
+            tier: a.tier,
+            explanation: a.explanation.clone(),
+        })
     };
-    let ended = |video: &str, start: i64| {
-        alerts
-            .iter()
-            .filter(|a| {
-                a.alert_type == AlertType::ViralVelocityEnded
-                    && a.video_id == video
-                    && a.episode_start == start
-            })
-            .map(|a| a.detected_at)
-            .min()
-    };
+    let ended = |video: &str, start: i64| ends.get(&(video, start)).copied();
     let charts = candidates
         .into_iter()
         .map(|(kind, _, candidate)| match candidate {
@@ -440,7 +440,7 @@ ul.legend{list-style:none;padding:0}ul.legend li{display:inline-block;margin-rig
 const WIDTH: f64 = 900.0;
 const HEIGHT: f64 = 240.0;
 const PLOT_LEFT: f64 = 52.0;
-const PLOT_RIGHT: f64 = 14.0;
+const PLOT_RIGHT: f64 = 28.0;
 const PLOT_TOP: f64 = 54.0;
 const PLOT_BOTTOM: f64 = 30.0;
 
@@ -762,11 +762,15 @@ fn svg(out: &mut String, chart: &Chart, episode_span: Option<(i64, i64)>, likes:
             "ours",
             "data-detected-at",
             a.detected_at,
-            format!(
-                "ours, tier {} ({})",
-                a.tier,
-                relative(a.detected_at - chart.zero_ms)
-            ),
+            if a.detected_at == chart.zero_ms {
+                format!("ours, tier {}", a.tier)
+            } else {
+                format!(
+                    "ours, tier {} ({})",
+                    a.tier,
+                    relative(a.detected_at - chart.zero_ms)
+                )
+            },
             23.0,
         );
     }
