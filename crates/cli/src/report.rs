@@ -22,7 +22,8 @@
 //!   tier), the Poisson model's alert when it was scored, and our VIRAL_VELOCITY_ENDED; the
 //!   truth episode's span from onset to end is shaded.
 //! - **Checkable.** Each chart is an `<svg>` carrying `data-video-id`, `data-kind`,
-//!   `data-from-ms`, `data-to-ms`, `data-plot-left` and `data-plot-width`; each mark a
+//!   `data-from-ms`, `data-to-ms`, `data-zero-ms` (the axis' zero), `data-plot-left`,
+//!   `data-plot-width` and `data-net-likes` (the likes drawn); each mark a
 //!   `data-mark` and its time (`data-detected-at` for alerts, `data-at` otherwise) beside
 //!   its `x1`, so a test (or a script) can read back where a mark is drawn. Figures of the
 //!   quality table carry `data-metric`.
@@ -835,8 +836,8 @@ fn sentence(out: &mut String, chart: &Chart, truth: &GroundTruth, poisson_scored
                 shape_words(ep.shape),
                 ep.peak_extra_likes_per_min,
                 ep.base_likes_per_min,
-                relative_s(ep.onset_ms - ep.start_ms),
-                relative_s(ep.end_ms - ep.start_ms),
+                relative(ep.onset_ms - ep.start_ms),
+                relative(ep.end_ms - ep.start_ms),
             );
             match &chart.ours {
                 Some(a) => {
@@ -900,10 +901,6 @@ fn sentence(out: &mut String, chart: &Chart, truth: &GroundTruth, poisson_scored
             escape(&a.explanation)
         );
     }
-}
-
-fn relative_s(ms: i64) -> String {
-    format!("{:+.0} s", ms as f64 / 1_000.0)
 }
 
 /// The report page: a complete HTML document, self-contained (no script, no external
