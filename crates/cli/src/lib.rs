@@ -4,6 +4,7 @@
 //! - [`replay`]: runs the engine over an event file exactly as the service will run it.
 //! - [`backtest`]: scores a replay's alerts against a load generator's ground truth.
 //! - [`poisson`]: the per-minute Poisson yardstick scored beside the engine.
+//! - [`report`]: the backtest report, one self-contained HTML page of figures and charts.
 //! - [`partitioner`]: which partition a keyed message lands on.
 //! - [`service`]: the Kafka commands (`run`, `alerts tail`, `publish`, `topics create`).
 
@@ -12,4 +13,5 @@ pub mod oracle;
 pub mod partitioner;
 pub mod poisson;
 pub mod replay;
+pub mod report;
 pub mod service;
