@@ -181,6 +181,21 @@ fn rejections_say_what_is_wrong() {
 }
 
 #[test]
+fn a_bare_counter_refuses_framed_records_as_undecodable() {
+    let cfg = ValidationConfig::default();
+    for (name, format) in [
+        ("confluent/pb-index-short.bin", InputFormat::Protobuf),
+        ("confluent/json.bin", InputFormat::Json),
+    ] {
+        assert_eq!(
+            decode_in(&read(name), format, &cfg).unwrap_err().reason(),
+            "undecodable",
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn the_allow_list_admits_only_its_ids() {
     let short = read("confluent/pb-index-short.bin");
     let json = read("confluent/json.bin");
