@@ -6,8 +6,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use trendwatch_core::EventKind;
-use trendwatch_proto::files::Format;
-use trendwatch_proto::{EventRecord, ValidationConfig, decode_in};
+use trendwatch_proto::{EventRecord, InputFormat, ValidationConfig, decode_in};
 
 const T0: i64 = 1_767_571_200_000;
 
@@ -40,7 +39,7 @@ fn stream(n: usize, encode: impl Fn(&EventRecord, &mut Vec<u8>)) -> Encoded {
     out
 }
 
-fn decode_all(enc: &Encoded, format: Format, cfg: &ValidationConfig) -> usize {
+fn decode_all(enc: &Encoded, format: InputFormat, cfg: &ValidationConfig) -> usize {
     let mut start = 0;
     let mut ok = 0;
     for &end in &enc.ends {
@@ -57,11 +56,48 @@ fn decode(c: &mut Criterion) {
     group.throughput(Throughput::Elements(n as u64));
     let pb = stream(n, |e, b| e.encode_protobuf(b));
     group.bench_function("protobuf", |b| {
-        b.iter(|| assert_eq!(decode_all(&pb, Format::Protobuf, &cfg), n))
+        b.iter(|| assert_eq!(decode_all(&pb, InputFormat::Protobuf, &cfg), n))
+    });
+    // Confluent framing as its serializers write it: magic, schema id, indexes [0] as 0x00.
+    let framed_pb = stream(n, |e, b| {
+        b.extend_from_slice(&[0, 0, 0, 0, 42, 0]);
+        e.encode_protobuf(b)
+    });
+    let listed = ValidationConfig {
+        allowed_schema_ids: vec![7, 42],
+        ..ValidationConfig::default()
+    };
+    group.bench_function("confluent_protobuf", |b| {
+        b.iter(|| {
+            assert_eq!(
+                decode_all(&framed_pb, InputFormat::ConfluentProtobuf, &cfg),
+                n
+            )
+        })
+    });
+    group.bench_function("confluent_protobuf_allow_list", |b| {
+        b.iter(|| {
+            assert_eq!(
+                decode_all(&framed_pb, InputFormat::ConfluentProtobuf, &listed),
+                n
+            )
+        })
     });
     let json = stream(n, |e, b| b.extend_from_slice(e.to_json().as_bytes()));
     group.bench_function("json", |b| {
-        b.iter(|| assert_eq!(decode_all(&json, Format::Json, &cfg), n))
+        b.iter(|| assert_eq!(decode_all(&json, InputFormat::Json, &cfg), n))
+    });
+    let framed_json = stream(n, |e, b| {
+        b.extend_from_slice(&[0, 0, 0, 0, 42]);
+        b.extend_from_slice(e.to_json().as_bytes())
+    });
+    group.bench_function("confluent_json", |b| {
+        b.iter(|| {
+            assert_eq!(
+                decode_all(&framed_json, InputFormat::ConfluentJson, &cfg),
+                n
+            )
+        })
     });
     group.finish();
 }
