@@ -125,8 +125,13 @@ PROPERTIES
 
 if [ ! -f "$data/log/meta.properties" ]; then
   # A cluster id as kafka.tools.StorageTool random-uuid makes one (16 random bytes,
-  # URL-safe base64 without padding), without starting a JVM for it.
-  id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+  # URL-safe base64 without padding), without starting a JVM for it. Like Kafka's own
+  # Uuid.randomUuid, draw again when it starts with '-': the tool's argument parser takes
+  # "-t -xyz" for a missing id and another option (1 start in 64 failed so, 2026-12-02).
+  id=-
+  while [ "${id#-}" != "$id" ]; do
+    id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+  done
   java "${tool_jvm[@]}" -cp "$lib/*" -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" -Dkafka.logs.dir="$data/logs" \
     kafka.tools.StorageTool format --standalone -t "$id" -c "$config" >"$data/logs/format.log" 2>&1 \
     || { cat "$data/logs/format.log" >&2; exit 1; }

@@ -18,7 +18,6 @@ use tokio_util::sync::CancellationToken;
 use trendwatch_config::{Config, GroupProtocol};
 use trendwatch_core::rank::RankOutput;
 use trendwatch_core::{Alert, Board, CandidateSet, PartitionState, Ranker};
-use trendwatch_proto::files::Format;
 use trendwatch_proto::{AlertRecord, EventRecord, LeaderboardRecord, decode_in};
 use trendwatch_runtime::checkpoint::CheckpointAssembler;
 use trendwatch_runtime::publish::{PublishOptions, publish};
@@ -820,7 +819,7 @@ pub fn replay(
             partitions as u32,
         ) as i32;
         let state = states.get_mut(&p).unwrap();
-        match decode_in(v, Format::Protobuf, &config.validation).and_then(|d| {
+        match decode_in(v, config.counter.input_format, &config.validation).and_then(|d| {
             d.validate(now, &config.validation).map(|e| {
                 state.apply(&e, &mut alerts);
             })
@@ -893,7 +892,7 @@ pub fn offline_boards(config: &Config, records: &[RawRecord], partitions: i32) -
             partitions as u32,
         ) as i32;
         let Ok((id, video, kind, t)) =
-            decode_in(v, Format::Protobuf, &config.validation).and_then(|d| {
+            decode_in(v, config.counter.input_format, &config.validation).and_then(|d| {
                 d.validate(now, &config.validation).map(|e| {
                     (
                         e.event_id.to_string(),

@@ -525,6 +525,105 @@ fn bad_input_goes_to_the_dead_letter_topic_and_good_input_is_counted() {
     assert_same_counts(&s.checkpointed_states(), &reference, &ends);
 }
 
+/// Records framed as Confluent's `ProtobufSerializer` writes them (magic byte 0, the schema
+/// id big-endian, the message indexes `[0]` — short form `00` or explicit `02 00` — then
+/// the protobuf) are counted by a counter whose `input_format` is `confluent-protobuf`;
+/// framing it cannot take goes to the DLQ with its own reason.
+#[test]
+fn confluent_framed_records_are_counted_and_bad_frames_dead_lettered() {
+    let _one_at_a_time = serial();
+    let mut s = Scenario::new("confluent", 2);
+    s.config.counter.input_format = trendwatch_proto::InputFormat::ConfluentProtobuf;
+    s.config.validation.allowed_schema_ids = vec![7];
+    let now = trendwatch_runtime::wall_ms();
+    let frame = |id: u32, indexes: &[u8], body: &[u8]| {
+        let mut f = vec![0u8];
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(indexes);
+        f.extend_from_slice(body);
+        f
+    };
+    type Sent = (Option<Vec<u8>>, Vec<u8>, Option<&'static str>);
+    let mut records: Vec<Sent> = Vec::new();
+    let mut good = 0u64;
+    for i in 0..300 {
+        let e = event(
+            &format!("e{i}"),
+            &format!("v{}", i % 5),
+            EventKind::Like,
+            now - 60_000 + i as i64,
+        );
+        let mut body = Vec::new();
+        e.encode_protobuf(&mut body);
+        let key = Some(e.video_id.clone().into_bytes());
+        let indexes: &[u8] = if i % 2 == 0 { &[0x00] } else { &[0x02, 0x00] };
+        records.push((key.clone(), frame(7, indexes, &body), None));
+        good += 1;
+        match i % 30 {
+            4 => records.push((key, body, Some("no_magic_byte"))),
+            9 => records.push((key, frame(8, &[0x00], &body), Some("schema_id_not_allowed"))),
+            14 => records.push((
+                key,
+                frame(7, &[0x02, 0x02], &body),
+                Some("wrong_message_type"),
+            )),
+            19 => records.push((key, vec![0x00, 0x00, 0x07], Some("bad_framing"))),
+            _ => {}
+        }
+    }
+    let raw: Vec<(Option<Vec<u8>>, Vec<u8>)> = records
+        .iter()
+        .map(|(k, v, _)| (k.clone(), v.clone()))
+        .collect();
+    let mut expected: BTreeMap<&str, u64> = BTreeMap::new();
+    for (_, _, reason) in &records {
+        if let Some(r) = reason {
+            *expected.entry(r).or_default() += 1;
+        }
+    }
+    let ends = partition_ends(&raw, 2);
+    let reference = replay(&s.config, &raw, 2);
+    assert_eq!(
+        reference.rejected, expected,
+        "the reference agrees on the reasons"
+    );
+
+    let counter = s.start_counter("counter");
+    s.publish_raw(&raw, None);
+    s.wait_committed(&ends, DONE);
+    counter.wait_for("the metrics", Duration::from_secs(10), |c| {
+        c.metrics().sum(m::RECORDS_CONSUMED, &[]) >= raw.len() as f64
+    });
+    let metrics = counter.metrics();
+    counter.stop();
+
+    assert_eq!(metrics.sum(m::EVENTS_COUNTED, &[]), good as f64);
+    let rejected: u64 = expected.values().sum();
+    let dlq = s.read_topic(
+        &s.config.topics.dlq,
+        Some(rejected as usize),
+        Duration::from_secs(5),
+    );
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    for d in &dlq {
+        *seen
+            .entry(d.header(deadletter::REASON).unwrap_or_default())
+            .or_default() += 1;
+        // The original bytes, framing included.
+        assert!(records.iter().any(|(_, v, _)| *v == d.payload));
+    }
+    let seen: BTreeMap<&str, u64> = seen.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(seen, expected);
+    for (reason, n) in &expected {
+        assert_eq!(
+            metrics.sum(m::DLQ_RECORDS, &[("reason", reason)]),
+            *n as f64,
+            "{reason}"
+        );
+    }
+    assert_same_counts(&s.checkpointed_states(), &reference, &ends);
+}
+
 #[test]
 fn an_idle_partition_still_ends_its_episodes() {
     let _one_at_a_time = serial();

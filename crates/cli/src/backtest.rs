@@ -161,42 +161,85 @@ pub fn score(alerts: &[Alert], truth: &GroundTruth) -> Score {
     score_episodes(&viral_episodes(alerts), alerts, truth)
 }
 
-/// Scores a detector's alert `episodes` against `truth`; the TRENDING figures come from
-/// `alerts` (pass none for a detector without a trending verdict).
-pub fn score_episodes(episodes: &[AlertEpisode], alerts: &[Alert], truth: &GroundTruth) -> Score {
-    let episodes: HashMap<(&str, i64), i64> = episodes
-        .iter()
-        .map(|e| ((e.video_id.as_str(), e.start_ms), e.detected_at))
-        .collect();
-    let mut by_video: HashMap<&str, Vec<i64>> = HashMap::new();
-    for (&(video, _), &at) in &episodes {
-        by_video.entry(video).or_default().push(at);
+/// How a detector's alert episodes meet the truth, by the rules of this module: what the
+/// scorer counts and what the backtest report draws, from one definition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Matching {
+    /// Per truth episode, in the truth's order: the index (into the alert episodes given)
+    /// of the earliest alert episode that detects it, if any.
+    pub detections: Vec<Option<usize>>,
+    /// Per alert episode, in the order given: whether it detects some truth episode.
+    pub matched: Vec<bool>,
+}
+
+/// Matches alert `episodes` (distinct by `(video_id, start_ms)`) against `truth`: an alert
+/// episode detects a truth episode on its video when its detection time lies in
+/// `[onset_ms, end_ms + MATCH_GRACE_MS]`.
+pub fn match_episodes(episodes: &[AlertEpisode], truth: &GroundTruth) -> Matching {
+    let mut by_video: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, e) in episodes.iter().enumerate() {
+        by_video.entry(e.video_id.as_str()).or_default().push(i);
     }
-    for times in by_video.values_mut() {
-        times.sort_unstable();
+    for indices in by_video.values_mut() {
+        indices.sort_by_key(|&i| episodes[i].detected_at);
+    }
+    let mut matched = vec![false; episodes.len()];
+    let detections = truth
+        .episodes
+        .iter()
+        .map(|ep| {
+            let in_range = |i: &usize| {
+                let t = episodes[*i].detected_at;
+                t >= ep.onset_ms && t <= ep.end_ms + MATCH_GRACE_MS
+            };
+            let indices = by_video.get(ep.video_id.as_str())?;
+            for &i in indices.iter().filter(|i| in_range(i)) {
+                matched[i] = true;
+            }
+            // Sorted by detection time: the first in range is the earliest.
+            indices.iter().copied().find(|i| in_range(i))
+        })
+        .collect();
+    Matching {
+        detections,
+        matched,
+    }
+}
+
+/// Scores a detector's alert `episodes` against `truth`; the TRENDING figures come from
+/// `alerts` (pass none for a detector without a trending verdict). Episodes given twice
+/// (same video and start) count once, at the earlier detection.
+pub fn score_episodes(episodes: &[AlertEpisode], alerts: &[Alert], truth: &GroundTruth) -> Score {
+    let mut distinct: BTreeMap<(&str, i64), i64> = BTreeMap::new();
+    for e in episodes {
+        let at = distinct
+            .entry((e.video_id.as_str(), e.start_ms))
+            .or_insert(e.detected_at);
+        *at = (*at).min(e.detected_at);
+    }
+    let episodes: Vec<AlertEpisode> = distinct
+        .into_iter()
+        .map(|((video, start), at)| AlertEpisode {
+            video_id: video.to_string(),
+            start_ms: start,
+            detected_at: at,
+        })
+        .collect();
+    let matching = match_episodes(&episodes, truth);
+    let mut alert_episodes_on: HashMap<&str, u64> = HashMap::new();
+    for e in &episodes {
+        *alert_episodes_on.entry(e.video_id.as_str()).or_default() += 1;
     }
 
-    let mut matched: BTreeSet<(&str, i64)> = BTreeSet::new();
     let mut all_delays = Vec::new();
     let mut shape_delays: BTreeMap<&'static str, (Vec<f64>, u64)> = BTreeMap::new();
-    for ep in &truth.episodes {
+    for (ep, hit) in truth.episodes.iter().zip(&matching.detections) {
         let entry = shape_delays.entry(shape_name(ep.shape)).or_default();
         entry.1 += 1;
-        let hit = by_video.get(ep.video_id.as_str()).and_then(|times| {
-            times
-                .iter()
-                .copied()
-                .find(|&t| t >= ep.onset_ms && t <= ep.end_ms + MATCH_GRACE_MS)
-        });
-        if let Some(t) = hit {
-            let delay = (t - ep.start_ms) as f64 / 1_000.0;
+        if let Some(&i) = hit.as_ref() {
+            let delay = (episodes[i].detected_at - ep.start_ms) as f64 / 1_000.0;
             all_delays.push(delay);
             entry.0.push(delay);
-        }
-        for (&(video, start), &t) in &episodes {
-            if video == ep.video_id && t >= ep.onset_ms && t <= ep.end_ms + MATCH_GRACE_MS {
-                matched.insert((video, start));
-            }
         }
     }
 
@@ -209,9 +252,10 @@ pub fn score_episodes(episodes: &[AlertEpisode], alerts: &[Alert], truth: &Groun
     for d in &truth.decoys {
         let entry = decoys.entry(class_name(d.class).to_string()).or_default();
         entry.decoys += 1;
-        entry.viral_velocity += by_video
+        entry.viral_velocity += alert_episodes_on
             .get(d.video_id.as_str())
-            .map_or(0, |t| t.len() as u64);
+            .copied()
+            .unwrap_or(0);
         let on_it = trending_alerts
             .iter()
             .filter(|a| a.video_id == d.video_id)
@@ -234,7 +278,7 @@ pub fn score_episodes(episodes: &[AlertEpisode], alerts: &[Alert], truth: &Groun
         .count() as u64;
 
     let n_alert = episodes.len() as u64;
-    let n_matched = matched.len() as u64;
+    let n_matched = matching.matched.iter().filter(|&&m| m).count() as u64;
     let overall = detection(all_delays, truth.episodes.len() as u64);
     Score {
         precision: if n_alert == 0 {
@@ -401,6 +445,19 @@ mod tests {
         assert_eq!((b.precision, b.recall), (s.precision, s.recall));
         assert_eq!(b.overall, s.overall);
         assert_eq!((b.trending_alerts, b.trending_precision), (0, 1.0));
+
+        // The matching the report draws is the one scored: a and b detected by their
+        // earliest alert episode, c missed; the late alert on c and the blip match nothing.
+        let m = match_episodes(&eps, &truth);
+        let at = |d: Option<usize>| d.map(|i| eps[i].detected_at);
+        assert_eq!(
+            m.detections.iter().map(|&d| at(d)).collect::<Vec<_>>(),
+            vec![Some(1_020_000), Some(2_040_000), None]
+        );
+        assert_eq!(
+            m.matched.iter().filter(|&&x| x).count() as u64,
+            s.matched_alert_episodes
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use trendwatch_cli::backtest::{self, Score};
 use trendwatch_cli::oracle::{BLIP_SAFE_LIKES, ORACLE_LIKES, OracleBaseline};
 use trendwatch_cli::poisson::{PoissonBaseline, PoissonParams};
 use trendwatch_cli::replay::{self, ReplayTotals};
+use trendwatch_cli::report::{self, LikeSeries, ReportInput};
 use trendwatch_cli::service::{
     self, KafkaFlags, LeaderboardFlags, PublishFlags, RankFlags, RunFlags, TailFlags,
 };
@@ -202,6 +203,16 @@ struct ReplayArgs {
     /// the width of the 99% Poisson interval of ν, the previous minute's count).
     #[arg(long, value_enum)]
     baseline: Option<Baseline>,
+    /// With --truth, write a self-contained HTML report here: the quality table and a
+    /// chart of the video's likes per 10 s for every missed episode, false alert, late
+    /// alert (over 90 s after the start) and detected episode, with the episode's start,
+    /// our alert, the Poisson model's (with --baseline poisson) and ENDED marked.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// At most this many charts in the report: missed, false, late, then detected ones;
+    /// the report says how many were left out.
+    #[arg(long, default_value_t = report::DEFAULT_MAX_CHARTS)]
+    report_charts: usize,
 }
 
 /// Reference models `replay --baseline` can score.
@@ -376,6 +387,10 @@ fn run_replay(args: &ReplayArgs) -> anyhow::Result<()> {
         args.baseline.is_none() || truth.is_some(),
         "--baseline needs --truth: a reference model is only scored"
     );
+    anyhow::ensure!(
+        args.report.is_none() || truth.is_some(),
+        "--report needs --truth: the report charts the ground truth's episodes and the alerts scored against them"
+    );
     let mut poisson = args
         .baseline
         .map(|Baseline::Poisson| PoissonBaseline::new(PoissonParams::default()));
@@ -396,12 +411,31 @@ fn run_replay(args: &ReplayArgs) -> anyhow::Result<()> {
         replay::write_alerts(path, &result.alerts)?;
     }
     let score = truth.as_ref().map(|t| backtest::score(&result.alerts, t));
-    let baseline = match (poisson, truth.as_ref()) {
-        (Some(p), Some(t)) => Some(backtest::score_episodes(&p.alert_episodes(), &[], t)),
+    let poisson_episodes = poisson.map(PoissonBaseline::alert_episodes);
+    let baseline = match (&poisson_episodes, truth.as_ref()) {
+        (Some(p), Some(t)) => Some(backtest::score_episodes(p, &[], t)),
+        _ => None,
+    };
+    let written = match (&args.report, truth.as_ref(), score.as_ref()) {
+        (Some(path), Some(t), Some(s)) => Some(write_report(
+            path,
+            args,
+            format,
+            &config,
+            ReportParts {
+                truth: t,
+                result: &result,
+                ours: s,
+                poisson: poisson_episodes.as_deref().zip(baseline.as_ref()),
+            },
+        )?),
         _ => None,
     };
     if args.json {
         let mut out = json!({ "replay": result.totals, "backtest": score });
+        if let Some(w) = &written {
+            out["report"] = json!(w);
+        }
         if let Some(b) = &baseline {
             out["baseline"] = json!(b);
             out["baseline_model"] = json!("poisson");
@@ -440,6 +474,72 @@ fn run_replay(args: &ReplayArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What went into a report besides the flags.
+struct ReportParts<'a> {
+    truth: &'a GroundTruth,
+    result: &'a replay::Replay,
+    ours: &'a Score,
+    /// The Poisson model's alert episodes and figures, when it was scored.
+    poisson: Option<(&'a [backtest::AlertEpisode], &'a Score)>,
+}
+
+/// What `--report` wrote, for the JSON output and the terminal.
+#[derive(serde::Serialize)]
+struct ReportWritten {
+    path: PathBuf,
+    bytes: u64,
+    charts: usize,
+    left_out: u64,
+    seconds: f64,
+}
+
+/// Plans the report's charts, reads the file once more for the charted videos' likes
+/// only (they are known once the replay is scored, and a chart needs the minutes before
+/// an alert, which no bounded buffer of every video could keep), and writes the page.
+fn write_report(
+    path: &std::path::Path,
+    args: &ReplayArgs,
+    format: Option<Format>,
+    config: &Config,
+    parts: ReportParts<'_>,
+) -> anyhow::Result<ReportWritten> {
+    let started = std::time::Instant::now();
+    let plan = report::plan(
+        parts.truth,
+        &parts.result.alerts,
+        parts.poisson.map(|(episodes, _)| episodes),
+        args.report_charts,
+    );
+    let mut likes = LikeSeries::for_plan(&plan);
+    replay::read_accepted(&args.input, format, config, |e| likes.observe(e))?;
+    let html = report::render(&ReportInput {
+        input_name: &args.input.display().to_string(),
+        totals: &parts.result.totals,
+        truth: parts.truth,
+        ours: parts.ours,
+        poisson: parts.poisson.map(|(_, score)| score),
+        plan: &plan,
+        likes: &likes,
+    });
+    std::fs::write(path, &html).with_context(|| format!("writing {}", path.display()))?;
+    let written = ReportWritten {
+        path: path.to_path_buf(),
+        bytes: html.len() as u64,
+        charts: plan.charts.len(),
+        left_out: plan.left_out_total(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    eprintln!(
+        "wrote the report to {} ({:.1} KB, {} charts, {} left out) in {:.2}s",
+        path.display(),
+        written.bytes as f64 / 1e3,
+        written.charts,
+        written.left_out,
+        written.seconds
+    );
+    Ok(written)
 }
 
 fn opt(v: Option<f64>) -> String {

@@ -88,7 +88,6 @@ pub fn replay_observed(
         None => Format::from_path(input)?,
     };
     let partitions = partitions.max(1);
-    let mut reader = RecordReader::open_as(input, format)?;
     let mut states = (0..partitions)
         .map(|_| PartitionState::new(config.engine.clone()))
         .collect::<Result<Vec<_>, _>>()?;
@@ -97,29 +96,21 @@ pub fn replay_observed(
         partitions,
         ..ReplayTotals::default()
     };
-    let now = wall_ms();
     let started = Instant::now();
-    while let Some(bytes) = reader.next_record()? {
-        totals.events_read += 1;
-        let decoded = match decode_in(bytes, format, &config.validation) {
-            Ok(d) => d,
-            Err(r) => {
-                *totals.rejected.entry(r.reason()).or_default() += 1;
-                continue;
-            }
-        };
-        let event = match decoded.validate(now, &config.validation) {
-            Ok(e) => e,
-            Err(r) => {
-                *totals.rejected.entry(r.reason()).or_default() += 1;
-                continue;
-            }
-        };
-        observe(&event);
-        let p = partition_for(event.video_id.as_bytes(), partitions) as usize;
-        // Verdicts are tallied by the state itself; the replay reads them from its stats.
-        states[p].apply(&event, &mut outs[p]);
-    }
+    let mut rejected = BTreeMap::new();
+    totals.events_read = each_accepted(
+        input,
+        format,
+        config,
+        |reason| *rejected.entry(reason).or_default() += 1,
+        |event| {
+            observe(event);
+            let p = partition_for(event.video_id.as_bytes(), partitions) as usize;
+            // Verdicts are tallied by the state itself; the replay reads them from its stats.
+            states[p].apply(event, &mut outs[p]);
+        },
+    )?;
+    totals.rejected = rejected;
     for (state, out) in states.iter_mut().zip(outs.iter_mut()) {
         state.finish(out);
     }
@@ -144,6 +135,52 @@ pub fn replay_observed(
         *totals.alerts.entry(a.alert_type.as_str()).or_default() += 1;
     }
     Ok(Replay { totals, alerts })
+}
+
+/// Reads `input` (in `format`, or the one its name implies) and shows `observe` every
+/// event a replay would accept, in file order, without running the engine: the same
+/// decoding and validation as [`replay`], so a second look at a file (the backtest report's
+/// like series) sees exactly the events the replay counted. Returns the records read.
+pub fn read_accepted(
+    input: &Path,
+    format: Option<Format>,
+    config: &Config,
+    observe: impl FnMut(&EventRef<'_>),
+) -> anyhow::Result<u64> {
+    let format = match format {
+        Some(f) => f,
+        None => Format::from_path(input)?,
+    };
+    each_accepted(input, format, config, |_| {}, observe)
+}
+
+/// The one loop over a file's records: decodes and validates each as the service would,
+/// names every refusal to `rejected` and hands every accepted event to `accepted`.
+fn each_accepted(
+    input: &Path,
+    format: Format,
+    config: &Config,
+    mut rejected: impl FnMut(&'static str),
+    mut accepted: impl FnMut(&EventRef<'_>),
+) -> anyhow::Result<u64> {
+    let mut reader = RecordReader::open_as(input, format)?;
+    let now = wall_ms();
+    let mut read = 0;
+    while let Some(bytes) = reader.next_record()? {
+        read += 1;
+        let decoded = match decode_in(bytes, format, &config.validation) {
+            Ok(d) => d,
+            Err(r) => {
+                rejected(r.reason());
+                continue;
+            }
+        };
+        match decoded.validate(now, &config.validation) {
+            Ok(event) => accepted(&event),
+            Err(r) => rejected(r.reason()),
+        }
+    }
+    Ok(read)
 }
 
 /// Writes alerts to `path` in the form its name implies, stamped `emitted_at` = now.

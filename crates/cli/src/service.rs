@@ -39,7 +39,8 @@ pub struct RunFlags {
     /// Address of /metrics, /healthz and /readyz (overrides telemetry.metrics_addr).
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
-    /// Form of the events: protobuf or json (overrides counter.input_format).
+    /// Form of the events: protobuf, json, confluent-protobuf or confluent-json (Confluent
+    /// Schema Registry framing); overrides counter.input_format.
     #[arg(long)]
     pub input_format: Option<String>,
     /// Form of the alerts: protobuf or json (overrides counter.output_format).
@@ -68,7 +69,7 @@ fn load_run(flags: &RunFlags) -> anyhow::Result<Config> {
         config.telemetry.metrics_addr = a;
     }
     if let Some(f) = &flags.input_format {
-        config.counter.input_format = f.parse::<Format>()?;
+        config.counter.input_format = f.parse::<trendwatch_proto::InputFormat>()?;
     }
     if let Some(f) = &flags.output_format {
         config.counter.output_format = f.parse::<Format>()?;

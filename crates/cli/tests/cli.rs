@@ -58,6 +58,50 @@ fn config_check_lists_every_error() {
 }
 
 #[test]
+fn the_input_format_flag_takes_the_confluent_forms_and_their_allow_list() {
+    // Both refusals come before any broker is contacted.
+    let out = trendwatch(&["run", "--input-format", "avro"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("use protobuf, json, confluent-protobuf or confluent-json"),
+        "{err}"
+    );
+    // An allow-list in the file with a bare format given on the command line.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ids.toml");
+    std::fs::write(
+        &cfg,
+        "[validation]\nallowed_schema_ids = [5]\n[counter]\ninput_format = \"confluent-protobuf\"\n",
+    )
+    .unwrap();
+    let out = trendwatch(&["config", "check", cfg.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("input_format = \"confluent-protobuf\""),
+        "{text}"
+    );
+    let out = trendwatch(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--input-format",
+        "protobuf",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("validation.allowed_schema_ids: set, but counter.input_format = \"protobuf\""),
+        "{err}"
+    );
+}
+
+#[test]
 fn config_check_asks_librdkafka_about_the_kafka_section() {
     let dir = tempfile::tempdir().unwrap();
     let tls = dir.path().join("tls.toml");

@@ -132,6 +132,14 @@ impl Config {
         if let Err(e) = self.validation.validate() {
             errors.extend(e);
         }
+        if !self.validation.allowed_schema_ids.is_empty()
+            && !self.counter.input_format.is_confluent()
+        {
+            errors.push(format!(
+                "validation.allowed_schema_ids: set, but counter.input_format = \"{}\" carries no schema id; use confluent-protobuf or confluent-json, or leave the list empty",
+                self.counter.input_format.as_str()
+            ));
+        }
         if let Err(e) = self.ranking.validate() {
             errors.extend(e);
         }
@@ -306,6 +314,58 @@ mod tests {
             );
         }
         assert_eq!(Config::default().topics.members, "trendwatch-members");
+    }
+
+    #[test]
+    fn confluent_input_formats_and_the_schema_id_allow_list() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("TRENDWATCH__COUNTER__INPUT_FORMAT", "confluent-protobuf"),
+                ("TRENDWATCH__VALIDATION__ALLOWED_SCHEMA_IDS", "[3, 7]"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.counter.input_format,
+            trendwatch_proto::InputFormat::ConfluentProtobuf
+        );
+        assert_eq!(c.validation.allowed_schema_ids, [3, 7]);
+        let toml = c.to_toml();
+        assert!(
+            toml.contains("input_format = \"confluent-protobuf\""),
+            "{toml}"
+        );
+        // `config check` prints both, and what it prints loads back to the same config.
+        assert!(toml.contains("allowed_schema_ids = ["), "{toml}");
+        assert_eq!(toml::from_str::<Config>(&toml).unwrap(), c);
+        // An allow-list that nothing checks, and ids no registry assigns: every error at once.
+        let err = Config::load(
+            None,
+            env(&[
+                ("TRENDWATCH__COUNTER__INPUT_FORMAT", "json"),
+                (
+                    "TRENDWATCH__VALIDATION__ALLOWED_SCHEMA_IDS",
+                    "[0, 5, 4294967295]",
+                ),
+            ]),
+        )
+        .unwrap_err();
+        let ConfigError::Invalid(all) = err else {
+            panic!("{err}")
+        };
+        assert_eq!(all.len(), 3, "{all:#?}");
+        assert!(all[0].starts_with("validation.allowed_schema_ids: 0 is not"));
+        assert!(all[1].starts_with("validation.allowed_schema_ids: 4294967295 is not"));
+        assert!(
+            all[2].contains("counter.input_format = \"json\" carries no schema id"),
+            "{}",
+            all[2]
+        );
+        let err = Config::load(None, env(&[("TRENDWATCH__COUNTER__INPUT_FORMAT", "avro")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("confluent-protobuf"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use trendwatch_proto::InputFormat;
 use trendwatch_proto::files::Format;
 
 /// Any librdkafka property, passed to every client unchanged (`"bootstrap.servers"`,
@@ -146,8 +147,12 @@ pub enum MissingCheckpoint {
 pub struct CounterConfig {
     /// Consumer group of the counter instances.
     pub group_id: String,
-    /// Form of the events on the events topic.
-    pub input_format: Format,
+    /// Form of the events on the events topic: `protobuf` (the default), `json`, or either
+    /// inside Confluent Schema Registry framing as Confluent's serializers write it,
+    /// `confluent-protobuf` or `confluent-json` (the schema ids accepted are
+    /// `validation.allowed_schema_ids`). Under a `confluent-*` form a bare record is
+    /// refused (reason `no_magic_byte`), never guessed at.
+    pub input_format: InputFormat,
     /// Form of the alerts written to the alert topic.
     pub output_format: Format,
     /// How often each partition's state is checkpointed (and offsets committed).
@@ -200,7 +205,7 @@ impl Default for CounterConfig {
     fn default() -> Self {
         Self {
             group_id: "trendwatch-counter".into(),
-            input_format: Format::Protobuf,
+            input_format: InputFormat::Protobuf,
             output_format: Format::Protobuf,
             checkpoint_interval: Duration::from_secs(10),
             tick_interval: Duration::from_secs(1),

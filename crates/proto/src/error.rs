@@ -82,6 +82,34 @@ pub enum Rejection {
         /// The field.
         field: &'static str,
     },
+    /// Under a `confluent-*` input format, the record does not start with the magic byte
+    /// `0x00`: it is not Confluent-framed (a bare record, say), so it is not decoded.
+    #[error("not Confluent Schema Registry framing: {}", describe_first_byte(*.first))]
+    NoMagicByte {
+        /// The record's first byte; `None` if it is empty.
+        first: Option<u8>,
+    },
+    /// The Confluent framing is cut short or malformed (header, message-index varints).
+    #[error("bad Confluent framing: {0}")]
+    BadFraming(&'static str),
+    /// The framing's schema id is not in `validation.allowed_schema_ids`.
+    #[error("schema id {0} is not in validation.allowed_schema_ids")]
+    SchemaIdNotAllowed(u32),
+    /// The Confluent message indexes name another message type than
+    /// `trendwatch.v1.EngagementEvent` (which is `[0]`).
+    #[error(
+        "message indexes {0} name another message type than trendwatch.v1.EngagementEvent ([0], the first message of trendwatch/v1/events.proto)"
+    )]
+    WrongMessageType(String),
+}
+
+fn describe_first_byte(first: Option<u8>) -> String {
+    match first {
+        None => "the record is empty".into(),
+        Some(0x01) => "magic byte 0x01 (schema GUID) is not supported; frame with the schema id (the serializers' default prefix serializer)".into(),
+        Some(b'{') => "the record starts with '{', not the magic byte 0x00 (bare JSON? then counter.input_format = \"json\")".into(),
+        Some(b) => format!("the record starts with 0x{b:02x}, not the magic byte 0x00 (a bare record? then counter.input_format without confluent-)"),
+    }
 }
 
 impl Rejection {
@@ -96,6 +124,10 @@ impl Rejection {
         "time_in_future",
         "too_large",
         "id_too_long",
+        "no_magic_byte",
+        "bad_framing",
+        "schema_id_not_allowed",
+        "wrong_message_type",
     ];
 
     /// A stable snake_case code, used in dead-letter headers and metric labels.
@@ -110,6 +142,10 @@ impl Rejection {
             Rejection::TimeInFuture(_) => "time_in_future",
             Rejection::TooLarge(_) => "too_large",
             Rejection::IdTooLong { .. } => "id_too_long",
+            Rejection::NoMagicByte { .. } => "no_magic_byte",
+            Rejection::BadFraming(_) => "bad_framing",
+            Rejection::SchemaIdNotAllowed(_) => "schema_id_not_allowed",
+            Rejection::WrongMessageType(_) => "wrong_message_type",
         }
     }
 }

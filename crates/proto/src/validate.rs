@@ -21,6 +21,12 @@ pub struct ValidationConfig {
     pub max_future_skew: Duration,
     /// Earliest accepted event time, ms since the epoch (2000-01-01 by default).
     pub min_event_time_ms: i64,
+    /// Under a `confluent-*` `counter.input_format`: the schema registry ids a record's
+    /// framing may carry; a record with another id is refused (reason
+    /// `schema_id_not_allowed`). Empty (the default): any id is accepted and the id is
+    /// ignored. It sits here, beside the other limits on what is accepted, because the
+    /// counter and `replay` both check records against this section.
+    pub allowed_schema_ids: Vec<u32>,
 }
 
 impl Default for ValidationConfig {
@@ -30,6 +36,7 @@ impl Default for ValidationConfig {
             max_id_bytes: 256,
             max_future_skew: Duration::from_secs(5 * 60),
             min_event_time_ms: 946_684_800_000,
+            allowed_schema_ids: Vec::new(),
         }
     }
 }
@@ -46,6 +53,14 @@ impl ValidationConfig {
         }
         if self.min_event_time_ms < 0 {
             errors.push("validation.min_event_time_ms: must not be before 1970".to_string());
+        }
+        for id in &self.allowed_schema_ids {
+            if *id == 0 || *id > i32::MAX as u32 {
+                errors.push(format!(
+                    "validation.allowed_schema_ids: {id} is not a schema registry id (ids are from 1 to {})",
+                    i32::MAX
+                ));
+            }
         }
         if errors.is_empty() {
             Ok(())

@@ -43,7 +43,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use trendwatch_config::{Config, MissingCheckpoint, ProcessingGuarantee};
 use trendwatch_core::{Alert, CandidateSet, EngineConfig, PartitionState, PartitionStats, Verdict};
-use trendwatch_proto::files::Format;
+use trendwatch_proto::InputFormat;
 use trendwatch_proto::{Rejection, ValidationConfig, decode_in};
 
 use crate::checkpoint::Checkpoint;
@@ -64,7 +64,7 @@ pub(crate) struct Settings {
     pub(crate) exactly_once: bool,
     pub(crate) engine: EngineConfig,
     pub(crate) validation: ValidationConfig,
-    pub(crate) input_format: Format,
+    pub(crate) input_format: InputFormat,
     /// Candidates each partition proposes per closed window to the ranker (0: none).
     pub(crate) candidates_k: usize,
     pub(crate) on_missing_checkpoint: MissingCheckpoint,
