@@ -420,7 +420,9 @@ fn two_counters_redirect_and_the_ranker_serves_its_board_and_alerts() {
         ("/v1/alerts?colour=red", 400, "unknown query parameter"),
         ("/v1/leaderboard?window=", 400, "window"),
         ("/v1/leaderboard?window=abc", 400, "integer"),
-        ("/v1/videos/v1", 404, "no endpoint"),
+        ("/v1/videos/", 400, "empty"),
+        ("/v1/videos/ab%zz", 400, "percent-encoding"),
+        ("/v1/nope", 404, "no endpoint"),
     ] {
         let m = refused(&get(&ranker, path), status, path);
         assert!(m.contains(needle), "{path}: {m}");
@@ -430,6 +432,20 @@ fn two_counters_redirect_and_the_ranker_serves_its_board_and_alerts() {
         405,
         "POST alerts",
     );
+
+    // The ranker asks the counters for a video (for its console): the owner's answer,
+    // whichever counter it asked first; an untracked video is the owner's 404.
+    let proxied = get(&ranker, &path);
+    assert_eq!(proxied.status, 200, "{proxied:?}");
+    let pj = proxied.json();
+    assert_eq!(pj["served_by"], owner.metrics.as_str());
+    assert_eq!(pj["video"]["events"], j["video"]["events"]);
+    let m = refused(
+        &get(&ranker, &format!("/v1/videos/{unknown}")),
+        404,
+        "an untracked video through the ranker",
+    );
+    assert!(m.contains("does not track"), "{m}");
 
     // The live stream delivered a board published after the subscription.
     let live = stream.join().unwrap().expect("a board on the live stream");

@@ -203,13 +203,24 @@ fn serve(config: Config, drain: Duration, name: &'static str, kind: Kind) -> any
                 }
                 Kind::Ranker => {
                     let feed = Arc::new(api::RankerFeed::default());
-                    let routes = api::ranker_router(Arc::clone(&feed), shutdown.clone());
+                    let http = api::ranker_api(&config, Arc::clone(&feed), shutdown.clone())?;
                     let health = Arc::clone(&health);
-                    (routes, Box::new(move || ranker::run(config, health, feed, token)))
+                    let members = http.members;
+                    (
+                        http.router,
+                        Box::new(move || {
+                            let ran = ranker::run(config, health, feed, token);
+                            members.stop();
+                            ran
+                        }),
+                    )
                 }
             };
         let server = health::serve(listener, health, metrics, routes, shutdown.clone());
         tracing::info!(%addr, "serving /metrics, /healthz, /readyz and the query API (/v1/)");
+        if matches!(kind, Kind::Ranker) {
+            tracing::info!("the web console is at http://{addr}/");
+        }
         tokio::spawn(signals(shutdown.clone()));
         let mut service = tokio::task::spawn_blocking(service);
         let outcome = tokio::select! {

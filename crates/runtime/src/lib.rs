@@ -7,7 +7,8 @@
 //!   candidates into the global board per window, with its alerts.
 //! - [`api`] — the query API under `/v1/` on the same listener: a video's state on the
 //!   counters (with redirects between them through the membership topic), the board and
-//!   recent alerts on the ranker.
+//!   recent alerts on the ranker, which also proxies video queries to the counters.
+//! - [`console`] — the web console the ranker serves (static files compiled in).
 //! - [`board`] — `trendwatch leaderboard`: the live board in a terminal, or once as JSON.
 //! - [`checkpoint`] — the checkpoint format on the compacted state topics and its store.
 //! - [`deadletter`] — headers of dead-letter and late records, cut to fit when too big.
@@ -27,6 +28,7 @@ pub mod api;
 pub mod board;
 pub mod checkpoint;
 pub mod client;
+pub mod console;
 mod context;
 pub mod counter;
 pub mod deadletter;

@@ -122,6 +122,8 @@ pub const RANKER_LAG: &str = "trendwatch_ranker_lag_messages";
 pub const API_REQUESTS: &str = "trendwatch_api_requests_total";
 /// Counter: time to answer a video query (redirects and refusals included).
 pub const API_QUERY_DURATION: &str = "trendwatch_api_video_query_duration_seconds";
+/// Ranker: time to answer a video query by asking the counters (errors included).
+pub const API_PROXY_DURATION: &str = "trendwatch_api_video_proxy_duration_seconds";
 /// Ranker: server-sent-event streams open.
 pub const API_SSE_CLIENTS: &str = "trendwatch_api_sse_clients";
 
@@ -252,6 +254,11 @@ pub fn describe_all() {
         API_QUERY_DURATION,
         Unit::Seconds,
         "Time to answer a video query, including the wait for the consumer loop"
+    );
+    describe_histogram!(
+        API_PROXY_DURATION,
+        Unit::Seconds,
+        "Time the ranker takes to answer a video query by asking the counters"
     );
     describe_gauge!(
         API_SSE_CLIENTS,

@@ -4,7 +4,7 @@
 //! template and status (never by video).
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -18,7 +18,8 @@ use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::members::Directory;
+use super::members::{Directory, MemberTable};
+use super::proxy::{MAX_PROXIED, ask_counters};
 use super::request::{self, AlertsQuery, BoardQuery};
 use super::{
     ALERTS, LEADERBOARD, LiveEvent, MAX_SSE_CLIENTS, MEMBERS, Problem, QUERY_DEADLINE, ROUTES,
@@ -28,7 +29,8 @@ use crate::partitioner::partition_for;
 use crate::telemetry as m;
 use crate::wall_ms;
 
-fn json_response(status: StatusCode, body: String) -> Response {
+fn json_response(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
+    let body: axum::body::Body = body.into();
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -283,21 +285,73 @@ struct RankerApi {
     feed: Arc<RankerFeed>,
     sse_slots: Arc<Semaphore>,
     shutdown: CancellationToken,
+    /// The counters' membership, when the ranker reads it (`topics.members` set).
+    members: Option<Arc<RwLock<MemberTable>>>,
+    proxy_slots: Arc<Semaphore>,
 }
 
-/// The ranker's API routes, answering from `feed`; SSE streams end when `shutdown` is
-/// cancelled (so the listener's graceful shutdown is not held open by them).
-pub fn ranker_router(feed: Arc<RankerFeed>, shutdown: CancellationToken) -> Router {
+/// The ranker's API routes, answering from `feed`, its video proxy (asking the counters
+/// `members` lists; absent: a 503 saying why) and the console; SSE streams end when
+/// `shutdown` is cancelled (so the listener's graceful shutdown is not held open by them).
+pub fn ranker_router(
+    feed: Arc<RankerFeed>,
+    members: Option<Arc<RwLock<MemberTable>>>,
+    shutdown: CancellationToken,
+) -> Router {
     let router = Router::new()
         .route(LEADERBOARD, get(leaderboard))
         .route(ALERTS, get(alerts))
         .route(STREAM, get(stream))
+        .route(VIDEO, get(proxied_video))
+        .route("/v1/videos", get(empty_video_id))
+        .route("/v1/videos/", get(empty_video_id))
         .with_state(RankerApi {
             feed,
             sse_slots: Arc::new(Semaphore::new(MAX_SSE_CLIENTS)),
             shutdown,
-        });
+            members,
+            proxy_slots: Arc::new(Semaphore::new(MAX_PROXIED)),
+        })
+        .merge(crate::console::router());
     with_fallbacks(router, Serves::Ranker)
+}
+
+async fn proxied_video(State(api): State<RankerApi>, uri: Uri) -> Response {
+    let started = Instant::now();
+    let response = match proxied_video_answer(&api, &uri).await {
+        Ok(r) => r,
+        Err(p) => p.into_response(),
+    };
+    histogram!(m::API_PROXY_DURATION).record(started.elapsed().as_secs_f64());
+    counted(VIDEO, response)
+}
+
+async fn proxied_video_answer(api: &RankerApi, uri: &Uri) -> Result<Response, Problem> {
+    let raw = uri.path().strip_prefix("/v1/videos/").unwrap_or_default();
+    request::video_id(raw)?;
+    request::query_pairs(uri.query(), &[])?;
+    let Some(members) = &api.members else {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_membership",
+            "topics.members is empty: this ranker does not know where the counters are, so it cannot ask them for a video (ask a counter directly)",
+        ));
+    };
+    let Ok(_slot) = api.proxy_slots.try_acquire() else {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!(
+                "{MAX_PROXIED} video queries are already on their way to the counters; try again shortly"
+            ),
+        ));
+    };
+    let live = members
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .addresses(wall_ms());
+    let reply = ask_counters(&live, &format!("/v1/videos/{raw}")).await?;
+    Ok(json_response(reply.status, reply.body))
 }
 
 async fn leaderboard(State(api): State<RankerApi>, uri: Uri) -> Response {

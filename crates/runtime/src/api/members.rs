@@ -168,6 +168,31 @@ impl MemberTable {
             })
     }
 
+    /// The query addresses of every other live member at `now`, most recently updated
+    /// first (each once).
+    pub fn addresses(&self, now: i64) -> Vec<String> {
+        let ttl = TTL.as_millis() as i64;
+        let mut live: Vec<&MemberRecord> = self
+            .entries
+            .iter()
+            .filter(|(k, _)| **k != self.own_key)
+            .filter(|(_, r)| now.saturating_sub(r.updated_at) <= ttl)
+            .map(|(_, r)| r)
+            .collect();
+        live.sort_by(|a, b| {
+            b.updated_at
+                .cmp(&a.updated_at)
+                .then(a.member.cmp(&b.member))
+        });
+        let mut out: Vec<String> = Vec::with_capacity(live.len());
+        for r in live {
+            if !out.contains(&r.address) {
+                out.push(r.address.clone());
+            }
+        }
+        out
+    }
+
     /// Every live member at `now`, by key.
     pub fn live(&self, now: i64) -> BTreeMap<String, MemberRecord> {
         let ttl = TTL.as_millis() as i64;
@@ -288,13 +313,7 @@ pub fn spawn(
     let producer: ThreadedProducer<DefaultProducerContext> = producer_config(config)
         .create()
         .map_err(|e| RuntimeError::kafka("creating the membership producer", e))?;
-    let reader: BaseConsumer = reader_config(config, "members")
-        .create()
-        .map_err(|e| RuntimeError::kafka("creating the membership reader", e))?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&topic, 0, Offset::Beginning)
-        .and_then(|()| reader.assign(&tpl))
-        .map_err(|e| RuntimeError::kafka("reading the membership topic", e))?;
+    let reader = membership_reader(config)?;
     let group = config.counter.group_id.clone();
     let events_topic = config.topics.events.clone();
     let member = directory
@@ -330,20 +349,7 @@ pub fn spawn(
                         Err((e, _)) => tracing::warn!(error = %e, "writing the membership record"),
                     }
                 }
-                // Applying records as they come; the table's lock is held per record only.
-                match reader.poll(Duration::from_millis(200)) {
-                    Some(Ok(m)) => {
-                        if let Some(key) = m.key() {
-                            directory
-                                .table
-                                .write()
-                                .unwrap_or_else(PoisonError::into_inner)
-                                .apply(key, m.payload(), wall_ms());
-                        }
-                    }
-                    Some(Err(e)) => tracing::debug!(error = %e, "membership reader"),
-                    None => {}
-                }
+                apply_next(&reader, &directory.table);
             }
             // Gone: others stop redirecting here at once rather than after the TTL.
             let _ = producer.send(
@@ -358,6 +364,66 @@ pub fn spawn(
             source,
         })?;
     Ok(thread)
+}
+
+/// A reader of the membership topic from its beginning.
+fn membership_reader(config: &Config) -> Result<BaseConsumer> {
+    let reader: BaseConsumer = reader_config(config, "members")
+        .create()
+        .map_err(|e| RuntimeError::kafka("creating the membership reader", e))?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&config.topics.members, 0, Offset::Beginning)
+        .and_then(|()| reader.assign(&tpl))
+        .map_err(|e| RuntimeError::kafka("reading the membership topic", e))?;
+    Ok(reader)
+}
+
+/// Applies the next record of the topic, if one comes within 200 ms, to `table` (whose
+/// lock is held for that record only).
+fn apply_next(reader: &BaseConsumer, table: &RwLock<MemberTable>) {
+    match reader.poll(Duration::from_millis(200)) {
+        Some(Ok(m)) => {
+            if let Some(key) = m.key() {
+                table.write().unwrap_or_else(PoisonError::into_inner).apply(
+                    key,
+                    m.payload(),
+                    wall_ms(),
+                );
+            }
+        }
+        Some(Err(e)) => tracing::debug!(error = %e, "membership reader"),
+        None => {}
+    }
+}
+
+/// The counters' membership as seen by a process that is not one of them (the ranker,
+/// which proxies video queries for its console): a table no entry of which is its own.
+pub fn observer_table(config: &Config) -> MemberTable {
+    // Member identities are never empty, so this key is nobody's.
+    let key = member_key(&config.counter.group_id, "");
+    MemberTable::new(&config.counter.group_id, &config.topics.events, &key)
+}
+
+/// Starts a thread that only reads the membership topic into `table` until `shutdown` is
+/// cancelled (it writes nothing: the caller is no counter). Fails only if its client
+/// cannot be created.
+pub fn spawn_observer(
+    config: &Config,
+    table: Arc<RwLock<MemberTable>>,
+    shutdown: CancellationToken,
+) -> Result<std::thread::JoinHandle<()>> {
+    let reader = membership_reader(config)?;
+    std::thread::Builder::new()
+        .name("members-observer".into())
+        .spawn(move || {
+            while !shutdown.is_cancelled() {
+                apply_next(&reader, &table);
+            }
+        })
+        .map_err(|source| RuntimeError::Io {
+            context: "starting the membership observer thread".into(),
+            source,
+        })
 }
 
 #[cfg(test)]
@@ -397,6 +463,29 @@ mod tests {
         t.apply(b"g/b", None, later);
         assert_eq!(t.owner_of(1, later), None);
         assert_eq!(t.live(now).len(), 2);
+    }
+
+    #[test]
+    fn an_observer_sees_every_live_member_newest_first() {
+        let mut config = Config::default();
+        config.counter.group_id = "g".into();
+        config.topics.events = "ev".into();
+        let mut t = observer_table(&config);
+        for (m, p, at) in [
+            ("a", &[0][..], 100),
+            ("b", &[1][..], 200),
+            ("c", &[2][..], 5),
+        ] {
+            let (k, v) = record(m, p, at);
+            t.apply(k.as_bytes(), Some(&v), 200);
+        }
+        let now = 5 + TTL.as_millis() as i64 + 1;
+        assert_eq!(
+            t.addresses(now),
+            vec!["b:9464", "a:9464"],
+            "c is past the TTL"
+        );
+        assert_eq!(t.owner_of(1, now).unwrap().member, "b");
     }
 
     #[test]

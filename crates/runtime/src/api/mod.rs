@@ -6,7 +6,9 @@
 //!   does not own the video's partition redirects (307) to the one that does, found through
 //!   the membership topic ([`members`]). `GET /v1/members` shows that map.
 //! - On the ranker, `GET /v1/leaderboard`, `GET /v1/alerts` and `GET /v1/stream` (server-
-//!   sent events) answer from its bounded stores ([`store`]).
+//!   sent events) answer from its bounded stores ([`store`]); `GET /v1/videos/{video_id}`
+//!   is asked of the counters the membership topic lists ([`proxy`]), so its web console
+//!   ([`crate::console`]) needs no other origin.
 //!
 //! ## Never blocking a consumer loop
 //!
@@ -25,6 +27,7 @@
 mod follow;
 pub(crate) mod http;
 pub mod members;
+pub mod proxy;
 pub mod request;
 pub mod store;
 
@@ -88,6 +91,53 @@ pub fn counter_api(config: &Config, bound: SocketAddr) -> (Router, CounterEnd) {
     (router, CounterEnd { inbox, directory })
 }
 
+/// The ranker's HTTP side: its routes (the API, the video proxy and the console) and the
+/// thread reading the counters' membership for the proxy, if `topics.members` is set.
+pub struct RankerApi {
+    /// The routes for the listener.
+    pub router: Router,
+    /// The membership reader, stopped by [`MembersObserver::stop`] or when the `shutdown`
+    /// given to [`ranker_api`] is cancelled.
+    pub members: MembersObserver,
+}
+
+/// The ranker's membership reader thread, if it runs one.
+pub struct MembersObserver {
+    thread: Option<std::thread::JoinHandle<()>>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl MembersObserver {
+    /// Stops the thread and waits for it (at most one poll, 200 ms).
+    pub fn stop(self) {
+        self.stop.cancel();
+        if self.thread.is_some_and(|t| t.join().is_err()) {
+            tracing::warn!("the membership observer thread panicked");
+        }
+    }
+}
+
+/// The ranker's HTTP side, answering from `feed`. Fails only if the membership reader
+/// cannot be created.
+pub fn ranker_api(
+    config: &Config,
+    feed: Arc<RankerFeed>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> crate::Result<RankerApi> {
+    let stop = shutdown.child_token();
+    let (members, thread) = if config.topics.members.is_empty() {
+        (None, None)
+    } else {
+        let table = Arc::new(RwLock::new(members::observer_table(config)));
+        let thread = members::spawn_observer(config, Arc::clone(&table), stop.clone())?;
+        (Some(table), Some(thread))
+    };
+    Ok(RankerApi {
+        router: ranker_router(feed, members, shutdown),
+        members: MembersObserver { thread, stop },
+    })
+}
+
 /// Which service serves a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Serves {
@@ -129,6 +179,11 @@ pub const ROUTES: &[Route] = &[
         method: "get",
         path: VIDEO,
         serves: Serves::Counter,
+    },
+    Route {
+        method: "get",
+        path: VIDEO,
+        serves: Serves::Ranker,
     },
     Route {
         method: "get",
