@@ -1,0 +1,300 @@
+//! The web console end to end in headless Chromium (Debian's `chromium`, driven by
+//! `tests/browser/console.js` through `scripts/browser.sh`): two counters and a ranker on
+//! the local Apache Kafka, a workload that makes boards and viral-velocity alerts; the
+//! console must show the board (with sparklines, which the ranker proxies from the
+//! counters), the alert the replay of the same records predicts, and that video's chart
+//! with its bars and alert mark. A second test screenshots a backtest report's chart.
+//!
+//! Screenshots go to a temporary directory, or to `docs/img/` (the README shows them) when
+//! `TRENDWATCH_SCREENSHOTS=1`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use trendwatch_core::AlertType;
+use trendwatch_tests::{
+    CounterProcess, Scenario, encode, partition_ends, replay, root, serial, trendwatch_bin,
+    workload,
+};
+
+const DONE: Duration = Duration::from_secs(180);
+
+/// Where the screenshots go, and the directory to delete afterwards if it is a temporary one.
+fn screenshot_dir() -> (PathBuf, Option<tempfile::TempDir>) {
+    if std::env::var("TRENDWATCH_SCREENSHOTS").is_ok_and(|v| v == "1") {
+        let dir = root().join("docs/img");
+        std::fs::create_dir_all(&dir).unwrap();
+        (dir, None)
+    } else {
+        let tmp = tempfile::tempdir().unwrap();
+        (tmp.path().to_path_buf(), Some(tmp))
+    }
+}
+
+/// Runs `scripts/browser.sh SCRIPT ARGS`: its one JSON line, asserted `ok`.
+fn browser(script: &str, args: &[&str]) -> Value {
+    let started = Instant::now();
+    let out = Command::new(root().join("scripts/browser.sh"))
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let json: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("{script}: no JSON line\nstdout: {stdout}\nstderr: {stderr}"));
+    assert!(
+        out.status.success() && json["ok"] == true,
+        "{script} failed ({}): {json:#}\nstderr: {stderr}",
+        out.status
+    );
+    eprintln!(
+        "console: {script} passed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    json
+}
+
+/// A PNG of at least `min_width` × `min_height` pixels.
+fn assert_png(path: &Path, min_width: u32, min_height: u32) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        &bytes[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{} is no PNG",
+        path.display()
+    );
+    let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    assert!(
+        width >= min_width && height >= min_height,
+        "{}: {width}×{height}",
+        path.display()
+    );
+}
+
+/// `GET path` from `addr`: status and body.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
+/// Waits until `ready` holds for the ranker's answers, or fails with its log.
+fn wait_until(ranker: &CounterProcess, what: &str, ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + DONE;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what}\n{}", ranker.log_text());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn the_console_shows_the_board_an_alert_and_the_videos_chart() {
+    let _one_at_a_time = serial();
+    let partitions = 4;
+    let s = Scenario::new("console", partitions);
+    // The workload up to shortly after its first viral-velocity alert: the video's counter
+    // still holds the buckets of its rise (a video keeps only its newest buckets), as it
+    // would for a person opening the console while the video takes off.
+    let events = workload(11, 60_000);
+    let first = replay(&s.config, &encode(&events), partitions)
+        .alerts
+        .into_iter()
+        .filter(|a| a.alert_type == AlertType::ViralVelocity)
+        .min_by_key(|a| a.detected_at)
+        .expect("the workload must make the engine fire");
+    let cut = events
+        .iter()
+        .position(|e| e.event_time > first.detected_at + 30_000)
+        .unwrap_or(events.len());
+    let records = encode(&events[..cut]);
+    let ends = partition_ends(&records, partitions);
+    let reference = replay(&s.config, &records, partitions);
+    let viral: Vec<_> = reference
+        .alerts
+        .iter()
+        .filter(|a| a.alert_type == AlertType::ViralVelocity)
+        .collect();
+    // The page loads the newest 50 viral-velocity alerts: every one of these.
+    assert!(viral.len() <= 50, "{} viral alerts", viral.len());
+    let video = first.video_id.clone();
+    assert!(
+        viral.iter().any(|a| a.alert_id == first.alert_id),
+        "the prefix makes the same alert"
+    );
+
+    let a = s.start_counter("counter-a");
+    let b = s.start_counter("counter-b");
+    let ranker = s.start_ranker("ranker");
+    s.publish_raw(&records, None);
+    s.wait_committed(&ends, DONE);
+
+    // What the page will wait for is there: a board, the alert, and the video through the
+    // ranker's proxy (it has read the counters' membership).
+    let addr = ranker.metrics.clone();
+    wait_until(&ranker, "no board on the ranker", || {
+        get(&addr, "/v1/leaderboard").0 == 200
+    });
+    let alerts = format!("/v1/alerts?type=VIRAL_VELOCITY&video_id={video}");
+    wait_until(&ranker, "the ranker lists no alert of the video", || {
+        let (status, body) = get(&addr, &alerts);
+        status == 200 && body.contains(&format!("\"video_id\":\"{video}\""))
+    });
+    let proxied = format!("/v1/videos/{video}");
+    wait_until(&ranker, "the ranker does not proxy the video", || {
+        get(&addr, &proxied).0 == 200
+    });
+    let (_, body) = get(&addr, &proxied);
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["video"]["video_id"], video.as_str());
+    let owners = [a.metrics.as_str(), b.metrics.as_str()];
+    assert!(
+        owners.contains(&answer["served_by"].as_str().unwrap()),
+        "{answer}"
+    );
+
+    let (dir, _tmp) = screenshot_dir();
+    let url = format!("http://{addr}");
+    let out = browser(
+        "console.js",
+        &[
+            "--url",
+            &url,
+            "--video",
+            &video,
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+    );
+    eprintln!("console: {out}");
+    // Only same-origin requests are allowed to the page.
+    let csp = out["csp"].as_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"));
+    let board = &out["board"];
+    assert!(board["rows"].as_u64().unwrap() >= 1, "{board}");
+    assert!(board["sparklines"].as_u64().unwrap() >= 1, "{board}");
+    assert!(board["alerts"].as_u64().unwrap() >= 1, "{board}");
+    assert_eq!(board["status"], "live", "{board}");
+    assert!(
+        !board["sentence"].as_str().unwrap().is_empty(),
+        "alerts show their sentence: {board}"
+    );
+    let page = &out["video"];
+    assert_eq!(page["chart_video"], video.as_str(), "{page}");
+    assert_eq!(
+        page["hash"],
+        format!("#/video/{video}").as_str(),
+        "the alert links to its video"
+    );
+    assert!(page["bars"].as_u64().unwrap() >= 1, "{page}");
+    assert!(page["alert_marks"].as_u64().unwrap() >= 1, "{page}");
+    assert_eq!(page["baseline"], 1, "{page}");
+    assert!(page["level"].as_u64().unwrap() >= 1, "{page}");
+    assert_eq!(
+        page["board_shown"], false,
+        "the video page replaces the board: {page}"
+    );
+    assert!(page["alerts_listed"].as_u64().unwrap() >= 1, "{page}");
+    assert_png(&dir.join("console-board.png"), 1000, 500);
+    assert_png(&dir.join("console-video.png"), 1000, 500);
+
+    // The page's requests went through the ranker's proxy to the counters.
+    let proxied_requests = ranker.metrics().sum(
+        trendwatch_runtime::telemetry::API_REQUESTS,
+        &[("route", "/v1/videos/{video_id}"), ("status", "200")],
+    );
+    assert!(proxied_requests >= 2.0, "{proxied_requests}");
+    ranker.stop();
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn a_backtest_reports_chart_is_screenshotted() {
+    let _one_at_a_time = serial();
+    let work = tempfile::tempdir().unwrap();
+    let events = work.path().join("events.pb");
+    let truth = work.path().join("truth.json");
+    let report = work.path().join("report.html");
+    let run = |args: &[&str]| {
+        let out = Command::new(trendwatch_bin())
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "loadgen",
+        "--out",
+        events.to_str().unwrap(),
+        "--truth",
+        truth.to_str().unwrap(),
+        "--videos",
+        "2000",
+        "--events",
+        "60000",
+        "--duration",
+        "1h",
+        "--episodes",
+        "8",
+        "--decoys",
+        "3",
+        "--seed",
+        "9",
+    ]);
+    run(&[
+        "replay",
+        "--input",
+        events.to_str().unwrap(),
+        "--truth",
+        truth.to_str().unwrap(),
+        "--baseline",
+        "poisson",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let (dir, _tmp) = screenshot_dir();
+    let out = browser(
+        "report.js",
+        &[
+            "--file",
+            report.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+    );
+    eprintln!("console: {out}");
+    assert!(out["charts"].as_u64().unwrap() >= 1, "{out}");
+    assert_eq!(out["picked"], "detected", "{out}");
+    assert_png(&dir.join("report-chart.png"), 600, 150);
+}
