@@ -63,7 +63,7 @@ echo "==> starting two counters (metrics at http://$metrics/metrics and http://$
 pids+=("$!")
 "$tw" run --metrics-addr "$second_metrics" 2>"$out/counter-2.log" &
 pids+=("$!")
-echo "==> starting the ranker (metrics at http://$ranker_metrics/metrics; log in $out/ranker.log)"
+echo "==> starting the ranker (metrics at http://$ranker_metrics/metrics, web console at http://$ranker_metrics/; log in $out/ranker.log)"
 "$tw" rank --metrics-addr "$ranker_metrics" 2>"$out/ranker.log" &
 pids+=("$!")
 sleep 2

@@ -2,13 +2,18 @@
 # Every check CI runs, in the order a failure is cheapest to see: formatting, lints, tests.
 # Needs the Rust toolchain (protobuf is compiled by protox, no protoc); the local Apache
 # Kafka comes from Maven Central (scripts/kafka.sh installs Java and Maven from Debian if
-# they are missing).
+# they are missing); Chromium comes from Debian and playwright-core from npm
+# (scripts/browser.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The end-to-end tests run against a local Apache Kafka that they start themselves (one per
 # test binary); fetch it first (once, about a minute) so that is not hidden inside a test.
 scripts/kafka.sh --install
+# The console's browser test (tests/tests/console.rs) drives Debian's headless Chromium with
+# playwright-core from tests/browser/package-lock.json: install both now if missing (cold
+# about 25 s, warm under 1 s on the project machine) rather than inside the test.
+scripts/browser.sh --install
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
