@@ -52,7 +52,7 @@ use crate::api::{CounterEnd, Freshness, QUERIES_PER_ITERATION, VideoAnswer};
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::client::Membership;
 use crate::client::{
-    counter_topics, ensure_topics, group_consumer_config, producer_config,
+    counter_topics, ensure_topics, group_consumer_config, producer_config, transaction_timeout,
     transactional_producer_config,
 };
 use crate::context::{
@@ -1096,11 +1096,29 @@ fn output_producer(config: &Config) -> Result<ThreadedProducer<DeliveryTracker>>
         .create_with_context(DeliveryTracker::default())
         .map_err(|e| RuntimeError::kafka("creating the producer", e))?;
     if exactly_once {
-        producer
-            .init_transactions(config.counter.ack_timeout)
-            .map_err(|e| {
-                RuntimeError::kafka("starting transactions (does the broker support them?)", e)
-            })?;
+        // Initialising fences the previous life of this transactional id and waits until
+        // the broker has aborted its open transaction, which on a loaded broker can take
+        // longer than one acknowledgement timeout (CI, 2026-12-02: a life restarted after a
+        // SIGKILL exited with "Timed out waiting for operation to finish, retry call to
+        // resume"). A retriable answer is retried until the transaction timeout, by which
+        // the broker aborts that transaction by itself, has passed too.
+        let deadline = Instant::now() + transaction_timeout(config) + config.counter.ack_timeout;
+        loop {
+            match producer.init_transactions(config.counter.ack_timeout) {
+                Ok(()) => break,
+                Err(KafkaError::Transaction(e))
+                    if e.is_retriable() && Instant::now() < deadline =>
+                {
+                    tracing::warn!(error = %e, "initialising transactions: not yet (the broker may still be aborting a previous life's transaction); trying again");
+                }
+                Err(e) => {
+                    return Err(RuntimeError::kafka(
+                        "starting transactions (does the broker support them?)",
+                        e,
+                    ));
+                }
+            }
+        }
     }
     Ok(producer)
 }
