@@ -478,3 +478,57 @@ fn sse_event(e: &LiveEvent) -> Event {
         LiveEvent::Alert(json) => Event::default().event("alert").data(&**json),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    /// `GET path` from `addr` on a blocking thread: the raw answer.
+    async fn fetch(addr: String, path: &'static str) -> String {
+        tokio::task::spawn_blocking(move || {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out.to_ascii_lowercase()
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_ranker_serves_its_console_and_says_why_it_cannot_ask_for_a_video() {
+        let router = ranker_router(
+            Arc::new(RankerFeed::default()),
+            None,
+            CancellationToken::new(),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(l, router).await.unwrap() });
+
+        let page = fetch(addr.clone(), "/").await;
+        assert!(page.starts_with("http/1.1 200"), "{page}");
+        assert!(page.contains("content-type: text/html; charset=utf-8"));
+        assert!(page.contains("content-security-policy: default-src 'none'; script-src 'self'"));
+        assert!(page.contains("x-content-type-options: nosniff"));
+        let script = fetch(addr.clone(), "/console/console.js").await;
+        assert!(script.contains("content-type: text/javascript"), "{script}");
+        let missing = fetch(addr.clone(), "/console/nope.js").await;
+        assert!(missing.starts_with("http/1.1 404"), "{missing}");
+
+        // Without the membership topic the ranker cannot find the counters: a 503 that
+        // says so (after the request itself is checked).
+        let video = fetch(addr.clone(), "/v1/videos/v1").await;
+        assert!(video.starts_with("http/1.1 503"), "{video}");
+        assert!(video.contains("no_membership"), "{video}");
+        let bad = fetch(addr, "/v1/videos/ab%zz").await;
+        assert!(bad.starts_with("http/1.1 400"), "{bad}");
+    }
+}
