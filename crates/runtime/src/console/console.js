@@ -7,7 +7,8 @@
 //   reports that it lagged;
 // - for the sparklines, GET /v1/videos/{id} for the top 10 videos of a board, at most once per
 //   board per video and at most 4 at a time (the ranker asks the owning counter);
-// - on a video page, GET /v1/videos/{id} once, then every 10 s while the page is shown.
+// - on a video page, GET /v1/videos/{id} and GET /v1/alerts?video_id={id}&limit=100 once,
+//   then every 10 s while the page is shown.
 // Data goes into the page as text (textContent, SVG attributes), never as markup.
 "use strict";
 
@@ -279,13 +280,25 @@ function renderAlerts(list, alerts, withVideo) {
 
 // ---- The video page -----------------------------------------------------------------------
 
+// The video's alerts: the counter's last ones (emitted by the process that owns the video
+// now) and the ranker's, read from the alert topic (so those emitted before a rebalance
+// moved the video are there too), once per id, newest first.
+function videoAlerts(counterAlerts, rankerAnswer) {
+  const byId = new Map();
+  const ranker = (rankerAnswer && rankerAnswer.status === 200 && rankerAnswer.body && rankerAnswer.body.alerts) || [];
+  for (const a of [...(counterAlerts || []), ...ranker]) if (a && a.alert_id) byId.set(a.alert_id, a);
+  return [...byId.values()].sort((a, b) => b.detected_at - a.detected_at);
+}
+
 async function loadVideo(id) {
-  let answer;
-  try {
-    answer = await getJson("/v1/videos/" + encodeURIComponent(id));
-  } catch (e) {
-    answer = { status: 0, body: { message: "the ranker did not answer: " + e } };
-  }
+  const enc = encodeURIComponent(id);
+  const [answer, listed] = await Promise.all([
+    getJson("/v1/videos/" + enc).catch((e) => ({
+      status: 0,
+      body: { message: "the ranker did not answer: " + e },
+    })),
+    getJson("/v1/alerts?video_id=" + enc + "&limit=100").catch(() => null),
+  ]);
   if (state.videoId !== id) return; // Left the page meanwhile.
   const err = $("video-error");
   const { status, body } = answer;
@@ -306,8 +319,9 @@ async function loadVideo(id) {
     " · as of watermark " + utc(body.watermark) +
     " (" + ago(body.staleness_ms) + " ago)" +
     " · served by " + body.served_by;
-  $("video-chart").replaceChildren(chart(v, body.last_alerts || []));
-  renderAlerts($("video-alerts"), body.last_alerts || [], false);
+  const alerts = videoAlerts(body.last_alerts, listed);
+  $("video-chart").replaceChildren(chart(v, alerts));
+  renderAlerts($("video-alerts"), alerts, false);
 }
 
 function showVideo(id) {
