@@ -1,9 +1,11 @@
 // The console end to end: opens the ranker's console, waits for the board and for the
 // viral-velocity alert of --video in the feed, then opens that video's page from the alert
-// and checks its chart has bars and an alert mark. Saves console-board.png and
-// console-video.png into --out. Prints one JSON line; exits non-zero on any failure.
+// and checks its chart has bars and an alert mark (and an ENDED mark with --ended 1). Saves
+// console-board<SUFFIX>.png and console-video<SUFFIX>.png into --out. Prints one JSON line;
+// exits non-zero on any failure.
 //
 //   node console.js --url http://127.0.0.1:PORT --video VIDEO_ID --out DIR
+//                   [--ended 1] [--suffix S] [--shots board,video]
 "use strict";
 const path = require("node:path");
 const { main, watchedPage } = require("./chromium");
@@ -38,8 +40,13 @@ main(async (browser, problems, a) => {
       .map((li) => li.querySelector(".sentence").textContent)
       .find((t) => t.length > 0) || "",
   }));
-  const boardPng = path.join(a.out, "console-board.png");
-  await page.screenshot({ path: boardPng });
+  const suffix = a.suffix || "";
+  const shots = (a.shots || "board,video").split(",");
+  const saved = [];
+  if (shots.includes("board")) {
+    saved.push(path.join(a.out, "console-board" + suffix + ".png"));
+    await page.screenshot({ path: saved[saved.length - 1] });
+  }
 
   // The video page, reached from the alert's link.
   const link = page
@@ -50,7 +57,10 @@ main(async (browser, problems, a) => {
   await link.click();
   // Attached, not visible: a bucket of 0 likes is a bar of no height.
   await page.waitForSelector("#likes-chart rect.bar", { state: "attached", timeout: WAIT });
-  await page.waitForSelector("#likes-chart g.mark-alert", { state: "attached", timeout: WAIT });
+  // After the episode, its alert may be older than the buckets the counter still holds:
+  // then it is named under the chart instead of marked on it.
+  const mark = a.ended === "1" ? "g.mark-ended" : "g.mark-alert";
+  await page.waitForSelector("#likes-chart " + mark, { state: "attached", timeout: WAIT });
   const video = await page.evaluate(() => {
     const svg = document.getElementById("likes-chart");
     return {
@@ -59,6 +69,7 @@ main(async (browser, problems, a) => {
       bars: svg.querySelectorAll("rect.bar").length,
       alert_marks: svg.querySelectorAll("g.mark-alert").length,
       ended_marks: svg.querySelectorAll("g.mark-ended").length,
+      outside: (svg.querySelector("text.far") || {}).textContent || "",
       baseline: svg.querySelectorAll("line.baseline").length,
       level: svg.querySelectorAll("line.level").length,
       alerts_listed: document.querySelectorAll("#video-alerts li").length,
@@ -67,7 +78,9 @@ main(async (browser, problems, a) => {
       board_shown: getComputedStyle(document.getElementById("board-view")).display !== "none",
     };
   });
-  const videoPng = path.join(a.out, "console-video.png");
-  await page.screenshot({ path: videoPng, fullPage: true });
-  return { csp, board, video, screenshots: [boardPng, videoPng] };
+  if (shots.includes("video")) {
+    saved.push(path.join(a.out, "console-video" + suffix + ".png"));
+    await page.screenshot({ path: saved[saved.length - 1], fullPage: true });
+  }
+  return { csp, board, video, screenshots: saved };
 });

@@ -3,7 +3,8 @@
 //! the local Apache Kafka, a workload that makes boards and viral-velocity alerts; the
 //! console must show the board (with sparklines, which the ranker proxies from the
 //! counters), the alert the replay of the same records predicts, and that video's chart
-//! with its bars and alert mark. A second test screenshots a backtest report's chart.
+//! with its bars and alert mark; then, the rest of the episode published, the ENDED mark.
+//! A second test screenshots a backtest report's chart.
 //!
 //! Screenshots go to a temporary directory, or to `docs/img/` (the README shows them) when
 //! `TRENDWATCH_SCREENSHOTS=1`.
@@ -122,12 +123,23 @@ fn the_console_shows_the_board_an_alert_and_the_videos_chart() {
     // still holds the buckets of its rise (a video keeps only its newest buckets), as it
     // would for a person opening the console while the video takes off.
     let events = workload(11, 60_000);
-    let first = replay(&s.config, &encode(&events), partitions)
-        .alerts
-        .into_iter()
+    let all = replay(&s.config, &encode(&events), partitions).alerts;
+    let first = all
+        .iter()
         .filter(|a| a.alert_type == AlertType::ViralVelocity)
         .min_by_key(|a| a.detected_at)
-        .expect("the workload must make the engine fire");
+        .expect("the workload must make the engine fire")
+        .clone();
+    // Its episode's end, for the second look.
+    let ended = all
+        .iter()
+        .find(|a| {
+            a.alert_type == AlertType::ViralVelocityEnded
+                && a.video_id == first.video_id
+                && a.episode_start == first.episode_start
+        })
+        .expect("the episode ends within the workload")
+        .clone();
     let cut = events
         .iter()
         .position(|e| e.event_time > first.detected_at + 30_000)
@@ -222,6 +234,52 @@ fn the_console_shows_the_board_an_alert_and_the_videos_chart() {
     assert!(page["alerts_listed"].as_u64().unwrap() >= 1, "{page}");
     assert_png(&dir.join("console-board.png"), 1000, 500);
     assert_png(&dir.join("console-video.png"), 1000, 500);
+
+    // The rest of the episode, up to shortly after its end: the page shows the ENDED mark
+    // beside the alert's.
+    let end_cut = events
+        .iter()
+        .position(|e| e.event_time > ended.detected_at + 30_000)
+        .unwrap_or(events.len());
+    let rest = encode(&events[cut..end_cut]);
+    s.publish_raw(&rest, None);
+    let whole = encode(&events[..end_cut]);
+    s.wait_committed(&partition_ends(&whole, partitions), DONE);
+    let ends_listed = format!("/v1/alerts?type=VIRAL_VELOCITY_ENDED&video_id={video}");
+    wait_until(
+        &ranker,
+        "the ranker lists no ENDED alert of the video",
+        || {
+            let (status, body) = get(&addr, &ends_listed);
+            status == 200 && body.contains(&format!("\"alert_id\":\"{}\"", ended.alert_id))
+        },
+    );
+    let out = browser(
+        "console.js",
+        &[
+            "--url",
+            &url,
+            "--video",
+            &video,
+            "--out",
+            dir.to_str().unwrap(),
+            "--ended",
+            "1",
+            "--suffix",
+            "-ended",
+            "--shots",
+            "video",
+        ],
+    );
+    eprintln!("console: {out}");
+    let page = &out["video"];
+    assert!(page["ended_marks"].as_u64().unwrap() >= 1, "{page}");
+    assert!(
+        page["alert_marks"].as_u64().unwrap() >= 1
+            || page["outside"].as_str().unwrap().contains("ALERT"),
+        "the alert is marked, or named as older than the buckets held: {page}"
+    );
+    assert_png(&dir.join("console-video-ended.png"), 1000, 500);
 
     // The page's requests went through the ranker's proxy to the counters.
     let proxied_requests = ranker.metrics().sum(
