@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 # The end-to-end tests run against a local Apache Kafka that they start themselves (one per
 # test binary); fetch it first (once, about a minute) so that is not hidden inside a test.
 scripts/kafka.sh --install
+# The client examples (examples/: Python, Java, Go) are run by tests/tests/examples.rs; their
+# venv, Maven build and Go build are made here, once, not inside the test (a no-op when warm).
+scripts/examples.sh --install
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -1,7 +1,7 @@
 // Command alerts reads trendwatch's alert topic (JSON form) until a VIRAL_VELOCITY alert
 // arrives.
 //
-//	alerts -bootstrap 127.0.0.1:19092 -topic trendwatch-alerts [-video V] [-group G] [-timeout 60s]
+//	alerts -bootstrap 127.0.0.1:19092 -topic trendwatch-alerts [-video V] [-group G] [-timeout SECONDS]
 //
 // It prints the first VIRAL_VELOCITY alert (for -video, if given) to stdout as the JSON the
 // counter wrote, one line, and its explanation to stderr; other alerts are reported on
@@ -42,13 +42,13 @@ func main() {
 	topic := flag.String("topic", "", "the counter's alert topic (required)")
 	video := flag.String("video", "", "wait for this video's alert (default: any video)")
 	group := flag.String("group", "", "consumer group (default: a fresh one)")
-	timeout := flag.Duration("timeout", 60*time.Second, "how long to wait")
+	timeout := flag.Float64("timeout", 60, "seconds to wait")
 	flag.Parse()
-	if *bootstrap == "" || *topic == "" || flag.NArg() > 0 {
+	if *bootstrap == "" || *topic == "" || *timeout <= 0 || flag.NArg() > 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
-	os.Exit(run(*bootstrap, *topic, *video, *group, *timeout))
+	os.Exit(run(*bootstrap, *topic, *video, *group, time.Duration(*timeout*float64(time.Second))))
 }
 
 func run(bootstrap, topic, video, group string, timeout time.Duration) int {
@@ -114,6 +114,6 @@ func run(bootstrap, topic, video, group string, timeout time.Duration) int {
 	if video != "" {
 		which = " for " + video
 	}
-	fmt.Fprintf(os.Stderr, "error: no VIRAL_VELOCITY alert%s on %s within %v\n", which, topic, timeout)
+	fmt.Fprintf(os.Stderr, "error: no VIRAL_VELOCITY alert%s on %s within %g s\n", which, topic, timeout.Seconds())
 	return 1
 }
