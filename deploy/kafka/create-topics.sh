@@ -15,6 +15,7 @@
 #   trendwatch-candidates    1            7 days     counters -> ranker (exactly one partition)
 #   trendwatch-leaderboard   1            compacted  the current board per scope
 #   trendwatch-ranker-state  1            compacted  ranker checkpoints
+#   trendwatch-members       1            compacted  counters' query-API addresses and partitions
 #
 # The late-events topic is created only when LATE_TOPIC is set (topics.late in the config).
 # A topic that exists is left as it is (--if-not-exists); its partition count is printed so a
@@ -59,6 +60,8 @@ create trendwatch-candidates 1 --config retention.ms=$((7 * DAY_MS))
 create trendwatch-leaderboard 1 --config cleanup.policy=compact
 # shellcheck disable=SC2086 # as above
 create trendwatch-ranker-state 1 $COMPACTED
+# shellcheck disable=SC2086 # as above
+create trendwatch-members 1 $COMPACTED
 if [ -n "$LATE_TOPIC" ]; then
   create "$LATE_TOPIC" "$PARTITIONS" --config retention.ms=$((7 * DAY_MS))
 fi

@@ -242,6 +242,8 @@ impl Scenario {
         // The mock cluster does not serve CreateTopics, and the board is not under test
         // there: counters on the mock propose no candidates.
         s.config.topics.candidates = String::new();
+        // Nor is the query API's membership (a counter there answers for its own partitions).
+        s.config.topics.members = String::new();
         let t = &s.config.topics;
         let topics = [&t.events, &t.alerts, &t.state, &t.dlq]
             .map(String::as_str)
@@ -283,6 +285,7 @@ impl Scenario {
         config.topics.candidates = format!("ca-{id}");
         config.topics.leaderboard = format!("lb-{id}");
         config.topics.ranker_state = format!("rs-{id}");
+        config.topics.members = format!("mb-{id}");
         config.counter.group_id = format!("g-{id}");
         config.ranker.group_id = format!("gr-{id}");
         config.ranker.checkpoint_interval = Duration::from_secs(1);

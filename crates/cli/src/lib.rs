@@ -5,12 +5,13 @@
 //! - [`backtest`]: scores a replay's alerts against a load generator's ground truth.
 //! - [`poisson`]: the per-minute Poisson yardstick scored beside the engine.
 //! - [`report`]: the backtest report, one self-contained HTML page of figures and charts.
-//! - [`partitioner`]: which partition a keyed message lands on.
+//! - [`partitioner`]: which partition a keyed message lands on (the runtime's, re-exported:
+//!   the counters answer queries by it too).
 //! - [`service`]: the Kafka commands (`run`, `alerts tail`, `publish`, `topics create`).
 
 pub mod backtest;
 pub mod oracle;
-pub mod partitioner;
+pub use trendwatch_runtime::partitioner;
 pub mod poisson;
 pub mod replay;
 pub mod report;

@@ -17,7 +17,7 @@ use trendwatch_runtime::client::{all_topics, ensure_topics};
 use trendwatch_runtime::health::{self, Health};
 use trendwatch_runtime::publish::{PublishOptions, PublishSummary, publish};
 use trendwatch_runtime::tail::{TailOptions, tail};
-use trendwatch_runtime::{counter, ranker, telemetry};
+use trendwatch_runtime::{api, counter, ranker, telemetry};
 
 /// Flags every Kafka command accepts; they override the file and the environment.
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -126,7 +126,7 @@ pub fn shutdown_on_signals() -> CancellationToken {
 pub fn run_counter(flags: &RunFlags) -> anyhow::Result<()> {
     let config = load_run(flags)?;
     let drain = config.counter.shutdown_timeout;
-    serve(config, drain, "counter", counter::run)
+    serve(config, drain, "counter", Kind::Counter)
 }
 
 /// Flags of `trendwatch rank`.
@@ -168,17 +168,19 @@ pub fn run_ranker(flags: &RankFlags) -> anyhow::Result<()> {
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n  {}", e.join("\n  ")))?;
     let drain = config.ranker.shutdown_timeout;
-    serve(config, drain, "ranker", ranker::run)
+    serve(config, drain, "ranker", Kind::Ranker)
 }
 
-/// Runs a service on a blocking thread beside its metrics listener until SIGINT/SIGTERM,
-/// then gives it `drain` to finish.
-fn serve(
-    config: Config,
-    drain: Duration,
-    name: &'static str,
-    service: fn(Config, Arc<Health>, CancellationToken) -> trendwatch_runtime::Result<()>,
-) -> anyhow::Result<()> {
+/// Which service [`serve`] runs.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Counter,
+    Ranker,
+}
+
+/// Runs a service on a blocking thread beside its metrics listener (which serves its query
+/// API too) until SIGINT/SIGTERM, then gives it `drain` to finish.
+fn serve(config: Config, drain: Duration, name: &'static str, kind: Kind) -> anyhow::Result<()> {
     telemetry::init_logging(&config.telemetry);
     let metrics = telemetry::install_metrics()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -189,17 +191,27 @@ fn serve(
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         let health = Health::new();
-        let (addr, server) = health::serve(
-            config.telemetry.metrics_addr,
-            Arc::clone(&health),
-            metrics,
-            shutdown.clone(),
-        )
-        .await?;
-        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
-        tokio::spawn(signals(shutdown.clone()));
+        let listener = health::bind(config.telemetry.metrics_addr).await?;
+        let addr = listener.addr;
         let token = shutdown.clone();
-        let mut service = tokio::task::spawn_blocking(move || service(config, health, token));
+        let (routes, service): (_, Box<dyn FnOnce() -> trendwatch_runtime::Result<()> + Send>) =
+            match kind {
+                Kind::Counter => {
+                    let (routes, end) = api::counter_api(&config, addr);
+                    let health = Arc::clone(&health);
+                    (routes, Box::new(move || counter::run(config, health, end, token)))
+                }
+                Kind::Ranker => {
+                    let feed = Arc::new(api::RankerFeed::default());
+                    let routes = api::ranker_router(Arc::clone(&feed), shutdown.clone());
+                    let health = Arc::clone(&health);
+                    (routes, Box::new(move || ranker::run(config, health, feed, token)))
+                }
+            };
+        let server = health::serve(listener, health, metrics, routes, shutdown.clone());
+        tracing::info!(%addr, "serving /metrics, /healthz, /readyz and the query API (/v1/)");
+        tokio::spawn(signals(shutdown.clone()));
+        let mut service = tokio::task::spawn_blocking(service);
         let outcome = tokio::select! {
             r = &mut service => r,
             _ = shutdown.cancelled() => {

@@ -297,6 +297,26 @@ mod tests {
     }
 
     #[test]
+    fn the_advertised_query_address_must_fit_a_redirect() {
+        for good in ["10.0.0.7:9464", "counter-0.counters.svc:9464", "[::1]:9464"] {
+            let c = Config::load(None, env(&[("TRENDWATCH__COUNTER__ADVERTISED_HTTP", good)]));
+            assert!(c.is_ok(), "{good}: {:?}", c.err());
+        }
+        for bad in ["10.0.0.7", "host:0", "ho st:9464", "http://h:1", ":9464"] {
+            let err = Config::load(None, env(&[("TRENDWATCH__COUNTER__ADVERTISED_HTTP", bad)]))
+                .unwrap_err();
+            let ConfigError::Invalid(all) = err else {
+                panic!("{err}")
+            };
+            assert!(
+                all.iter().any(|e| e.starts_with("counter.advertised_http")),
+                "{bad}: {all:?}"
+            );
+        }
+        assert_eq!(Config::default().topics.members, "trendwatch-members");
+    }
+
+    #[test]
     fn confluent_input_formats_and_the_schema_id_allow_list() {
         let c = Config::load(
             None,

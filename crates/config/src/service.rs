@@ -82,6 +82,10 @@ pub struct TopicsConfig {
     pub leaderboard: String,
     /// The ranker's checkpoints (compacted).
     pub ranker_state: String,
+    /// Where each counter advertises its query address and partitions (compacted, one
+    /// partition), so any counter can say where a video's partition lives; empty: no
+    /// membership (a counter answers video queries for its own partitions only).
+    pub members: String,
 }
 
 impl Default for TopicsConfig {
@@ -95,6 +99,7 @@ impl Default for TopicsConfig {
             candidates: "trendwatch-candidates".into(),
             leaderboard: "trendwatch-leaderboard".into(),
             ranker_state: "trendwatch-ranker-state".into(),
+            members: "trendwatch-members".into(),
         }
     }
 }
@@ -188,6 +193,12 @@ pub struct CounterConfig {
     /// A partition with committed offsets but no checkpoint: `fail` (the default) or
     /// `start-empty`.
     pub on_missing_checkpoint: MissingCheckpoint,
+    /// `host:port` at which the other counters (and their clients) reach this counter's
+    /// query API: what it advertises on `topics.members` and what a counter that does not
+    /// own a video redirects to. Empty: the listener's bound address (`telemetry.metrics_addr`),
+    /// right for one machine; set it (e.g. `$POD_IP:9464`) when the listener binds a
+    /// wildcard address or sits behind NAT.
+    pub advertised_http: String,
 }
 
 impl Default for CounterConfig {
@@ -207,6 +218,7 @@ impl Default for CounterConfig {
             group_protocol: GroupProtocol::Classic,
             group_instance_id: String::new(),
             on_missing_checkpoint: MissingCheckpoint::Fail,
+            advertised_http: String::new(),
         }
     }
 }
@@ -314,6 +326,9 @@ pub(crate) fn validate_service(
     }
     names.push(("topics.leaderboard", &topics.leaderboard));
     names.push(("topics.ranker_state", &topics.ranker_state));
+    if !topics.members.is_empty() {
+        names.push(("topics.members", &topics.members));
+    }
     for (i, (key, name)) in names.iter().enumerate() {
         if name.is_empty() {
             errors.push(format!("{key}: must not be empty"));
@@ -370,6 +385,12 @@ pub(crate) fn validate_service(
     {
         errors.push("ranker.group_instance_id: must differ from counter.group_instance_id".into());
     }
+    if !counter.advertised_http.is_empty() && !valid_host_port(&counter.advertised_http) {
+        errors.push(format!(
+            "counter.advertised_http: {:?} is not host:port (e.g. \"10.0.0.7:9464\"); it goes into redirects as http://<host:port>/...",
+            counter.advertised_http
+        ));
+    }
     if counter.checkpoint_chunk_bytes < 1024 {
         errors.push("counter.checkpoint_chunk_bytes: must be at least 1024".into());
     }
@@ -387,6 +408,23 @@ pub(crate) fn validate_service(
             )),
         }
     }
+}
+
+/// `host:port` with a non-empty host of URL-safe characters and a port number: what a
+/// `Location: http://host:port/...` can carry.
+fn valid_host_port(s: &str) -> bool {
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return false;
+    };
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
+        && port.parse::<u16>().is_ok_and(|p| p > 0)
 }
 
 /// Kafka's rule for topic names.

@@ -315,6 +315,23 @@ impl Detectors {
         ring >= self.t_watch_score || v.trending.phase == Phase::Active
     }
 
+    /// What the velocity detector compares a video with now, for a read-only view: the
+    /// expected net likes per velocity window (the baseline, never below the prior), the
+    /// CUSUM's threshold without corroboration, and the tiers as multiples of the expectation.
+    pub(crate) fn velocity_yardsticks(&self, b: &Baseline, g: &Geometry) -> (f64, f64, &[f64]) {
+        (
+            self.expected_per_bucket(b, g) * g.velocity_buckets as f64,
+            self.v_plain.cusum_h,
+            &self.v_tiers,
+        )
+    }
+
+    /// The trending detector's tiers (weighted score over the window) and the multiple of
+    /// its own baseline a video's score must also reach.
+    pub(crate) fn trending_yardsticks(&self) -> (&[f64], f64) {
+        (&self.t_tiers, self.t_min_ratio)
+    }
+
     fn velocity_denominator(&self, b: &Baseline) -> f64 {
         b.stddev().max(b.mean().sqrt()).max(self.v_floor)
     }

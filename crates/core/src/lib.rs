@@ -13,6 +13,9 @@
 //! - [`rank`]: the global [`Ranker`], merging partitions' top-K candidate sets into one
 //!   board per window, with its own alert lifecycle (the second stage of a two-stage top-K).
 //!
+//! - [`view`]: [`VideoView`], a read-only picture of one tracked video (what the counters'
+//!   query API answers with).
+//!
 //! Inside, `video` holds a tracked video's fixed-size rings and baselines, `detect` the
 //! viral-velocity and trending detectors with their shared alert lifecycle, `dedup` the
 //! event-id horizon and `sketch` the Count-Min sketch that decides admission under the cap.
@@ -28,6 +31,7 @@ mod partition;
 pub mod rank;
 mod sketch;
 mod video;
+pub mod view;
 
 pub use config::EngineConfig;
 pub use error::{CoreError, Result};
@@ -35,3 +39,4 @@ pub use event::{Alert, AlertType, EventKind, EventRef};
 pub use hash::key_hash;
 pub use partition::{PartitionState, PartitionStats, Verdict, VideoCounts};
 pub use rank::{Board, BoardEntry, Candidate, CandidateSet, Offered, Ranker, RankingConfig};
+pub use view::VideoView;

@@ -27,6 +27,7 @@ use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
 use crate::config::EngineConfig;
+use crate::config::FINE_SLOTS;
 use crate::creators::CreatorTable;
 use crate::dedup::{DedupSnapshot, EventDedup};
 use crate::detect::{Detectors, Geometry, index32};
@@ -36,6 +37,7 @@ use crate::hash::key_hash;
 use crate::rank::{Candidate, CandidateSet};
 use crate::sketch::EngagementSketch;
 use crate::video::{CAPPED_SLOTS, VideoState, bump, capped_index, coarse_index, fine_index};
+use crate::view::{BucketLikes, EpisodeView, TrendingView, VelocityView, VideoView};
 
 /// What happened to one applied event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -411,6 +413,74 @@ impl PartitionState {
                 self.geo.trending_slots,
                 self.geo.slot_buckets,
             ),
+        })
+    }
+
+    /// A read-only view of one video as of the watermark, if tracked: its windows, its
+    /// baselines brought up to the last closed bucket and slot (on a copy: the state does
+    /// not change, so a query can never alter what the engine decides), the CUSUM and
+    /// both episodes. Costs a copy of one video's fixed-size state and at most a ring's
+    /// worth of baseline steps, whatever the number of tracked videos.
+    pub fn video_view(&self, video_id: &str) -> Option<VideoView> {
+        let idx = self.lookup(key_hash(video_id), video_id)? as usize;
+        let mut v = self.videos[idx].as_ref()?.clone();
+        let geo = &self.geo;
+        let started = self.clock.started_at;
+        let last_bucket = self.clock.next_bucket - 1;
+        let last_slot = self.clock.next_slot - 1;
+        self.detectors
+            .catch_up_velocity(&mut v, last_bucket, started, geo);
+        self.detectors
+            .catch_up_trending(&mut v, last_slot, started, geo);
+        let head = v.head();
+        let open_likes = (last_bucket + 1..=head).map(|b| v.likes_at(b)).sum();
+        let buckets = (head - FINE_SLOTS as i64 + 1..=head)
+            .filter(|b| *b >= 0)
+            .map(|b| BucketLikes {
+                start: b * geo.bucket_ms,
+                likes: v.likes_at(b),
+            })
+            .collect();
+        let (expected, cusum_threshold, v_tiers) = self
+            .detectors
+            .velocity_yardsticks(&v.velocity_baseline, geo);
+        let (t_tiers, min_ratio) = self.detectors.trending_yardsticks();
+        let vb = &v.velocity_baseline;
+        let sb = geo.slot_buckets;
+        let m = geo.trending_slots;
+        Some(VideoView {
+            video_id: v.video_id.to_string(),
+            creator_id: self.creators.get(v.creator).to_string(),
+            first_seen: v.first_seen,
+            events: v.events,
+            watermark: self.clock.watermark,
+            velocity: VelocityView {
+                bucket_ms: geo.bucket_ms,
+                window_start: (last_bucket + 1 - geo.velocity_buckets) * geo.bucket_ms,
+                window_end: (last_bucket + 1) * geo.bucket_ms,
+                likes: v.likes_window(last_bucket, geo.velocity_buckets),
+                open_likes,
+                buckets,
+                baseline: vb.mean(),
+                baseline_stddev: vb.stddev(),
+                expected,
+                tiers: v_tiers.to_vec(),
+                cusum: f64::from(v.cusum),
+                cusum_threshold,
+                cusum_since: (v.cusum > 0.0).then_some(i64::from(v.cusum_since) * geo.bucket_ms),
+                episode: EpisodeView::of(&v.velocity, geo.bucket_ms),
+            },
+            trending: TrendingView {
+                slot_ms: geo.slot_ms,
+                window_start: (last_slot + 1 - m) * geo.slot_ms,
+                window_end: (last_slot + 1) * geo.slot_ms,
+                score: v.score_window(last_slot, m, sb),
+                previous_score: v.score_window(last_slot - 1, m, sb),
+                baseline: v.trending_baseline.mean(),
+                tiers: t_tiers.to_vec(),
+                min_ratio,
+                episode: EpisodeView::of(&v.trending, geo.slot_ms),
+            },
         })
     }
 

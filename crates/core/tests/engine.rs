@@ -602,3 +602,76 @@ fn a_like_rise_that_comes_with_its_views_fires_on_fewer_likes_than_likes_alone()
         off.alerts
     );
 }
+
+#[test]
+fn a_video_view_shows_the_open_episode_and_changes_nothing() {
+    use trendwatch_core::view::EpisodePhase;
+    let mut f = Feed::new();
+    mixed(
+        &mut f,
+        &[("bg", EventKind::View, 120), ("hot", EventKind::Like, 2)],
+        T0,
+        T0 + 20 * 60_000,
+    );
+    let calm = f.state.video_view("hot").unwrap();
+    assert_eq!(calm.velocity.episode.phase, EpisodePhase::Quiet);
+    assert_eq!(calm.velocity.episode.tier, None);
+    mixed(
+        &mut f,
+        &[("bg", EventKind::View, 120), ("hot", EventKind::Like, 300)],
+        T0 + 20 * 60_000,
+        T0 + 23 * 60_000,
+    );
+    let before = f.state.to_bytes();
+    let view = f.state.video_view("hot").unwrap();
+    assert_eq!(
+        f.state.to_bytes(),
+        before,
+        "a view must not change the state"
+    );
+    let fired = f.of_type(AlertType::ViralVelocity);
+    let newest = (*fired.last().unwrap()).clone();
+    assert_eq!(view.video_id, "hot");
+    assert_eq!(view.creator_id, "c1");
+    assert_eq!(view.watermark, f.state.watermark().unwrap());
+    assert_eq!(view.events, f.state.video_counts("hot").unwrap().events);
+    let v = &view.velocity;
+    assert!(v.episode.is_open(), "{v:#?}");
+    assert_eq!(v.episode.tier, Some(newest.tier));
+    assert_eq!(v.episode.started_at, Some(newest.episode_start));
+    assert_eq!(v.window_end - v.window_start, 60_000);
+    assert!(v.window_end <= view.watermark);
+    // The window's likes are the buckets' (300 a minute): what the engine counts.
+    assert_eq!(v.likes, f.state.video_counts("hot").unwrap().window_likes);
+    let in_window: i64 = v
+        .buckets
+        .iter()
+        .filter(|b| b.start >= v.window_start && b.start < v.window_end)
+        .map(|b| b.likes)
+        .sum();
+    assert_eq!(in_window, v.likes);
+    assert!((295..=305).contains(&v.likes), "{v:#?}");
+    let open: i64 = v
+        .buckets
+        .iter()
+        .filter(|b| b.start >= v.window_end)
+        .map(|b| b.likes)
+        .sum();
+    assert_eq!(open, v.open_likes);
+    assert!(v.expected > 0.0 && v.expected < 20.0, "{v:#?}");
+    assert!(v.cusum_threshold > 0.0 && !v.tiers.is_empty());
+    // Everything serialises (the query API's body).
+    let json = serde_json::to_value(&view).unwrap();
+    assert_eq!(json["velocity"]["episode"]["phase"], "active");
+    // After the burst the episode ends and cools down.
+    mixed(
+        &mut f,
+        &[("bg", EventKind::View, 120), ("hot", EventKind::Like, 2)],
+        T0 + 23 * 60_000,
+        T0 + 40 * 60_000,
+    );
+    let after = f.state.video_view("hot").unwrap();
+    assert_eq!(after.velocity.episode.phase, EpisodePhase::Cooldown);
+    assert!(after.velocity.episode.cooldown_until.unwrap() > newest.episode_start);
+    assert!(f.state.video_view("never-seen").is_none());
+}

@@ -296,6 +296,10 @@ pub fn counter_topics(config: &Config, partitions: i32) -> Vec<TopicSpec> {
         TopicSpec::compacted(&t.state, partitions),
         TopicSpec::new(&t.dlq, partitions),
     ];
+    if !t.members.is_empty() {
+        // One partition: every counter reads the whole (small) map.
+        specs.push(TopicSpec::compacted(&t.members, 1));
+    }
     if !t.late.is_empty() {
         specs.push(TopicSpec::new(&t.late, partitions));
     }

@@ -46,10 +46,13 @@ use trendwatch_core::{Alert, CandidateSet, EventKind};
 use trendwatch_proto::files::Format;
 use trendwatch_proto::{AlertRecord, CandidateRecord, Rejection};
 
+use crate::api::members::{self, Ownership};
+use crate::api::store::CounterAlerts;
+use crate::api::{CounterEnd, Freshness, QUERIES_PER_ITERATION, VideoAnswer};
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::client::Membership;
 use crate::client::{
-    counter_topics, ensure_topics, group_consumer_config, producer_config,
+    counter_topics, ensure_topics, group_consumer_config, producer_config, transaction_timeout,
     transactional_producer_config,
 };
 use crate::context::{
@@ -75,13 +78,37 @@ pub const DEFAULT_PARTITIONS: i32 = 6;
 const METADATA_EVERY: Duration = Duration::from_secs(30);
 
 /// Runs the counter until `shutdown` is cancelled (or a fatal error), then drains: finishes
-/// the record in hand, flushes alerts, checkpoints, commits and leaves the group.
-pub fn run(config: Config, health: Arc<Health>, shutdown: CancellationToken) -> Result<()> {
+/// the record in hand, flushes alerts, checkpoints, commits and leaves the group. Between
+/// records it answers the query API's video queries from `api` (see [`crate::api`]: at
+/// most a few per iteration, never waiting for one) and keeps the ownership the membership
+/// thread advertises current.
+pub fn run(
+    config: Config,
+    health: Arc<Health>,
+    api: CounterEnd,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let created = ensure_topics(&config, &counter_topics(&config, DEFAULT_PARTITIONS))?;
     if !created.is_empty() {
         tracing::info!(topics = ?created, "created missing topics");
     }
-    let worker = Worker::new(config.clone())?;
+    let CounterEnd {
+        mut inbox,
+        directory,
+    } = api;
+    // Its own token: it writes its tombstone when the counter stops, not later.
+    let members_stop = shutdown.child_token();
+    let membership = if config.topics.members.is_empty() {
+        None
+    } else {
+        Some(members::spawn(
+            &config,
+            Arc::clone(&directory),
+            members_stop.clone(),
+        )?)
+    };
+    let mut worker = Worker::new(config.clone())?;
+    worker.ownership = Arc::clone(&directory.ownership);
     let context = CounterContext {
         worker: Mutex::new(worker),
         health: Arc::clone(&health),
@@ -115,6 +142,13 @@ pub fn run(config: Config, health: Arc<Health>, shutdown: CancellationToken) -> 
     let mut last_metadata: Option<Instant> = None;
     let mut outcome = Ok(());
     while !shutdown.is_cancelled() {
+        if !inbox.is_empty() {
+            let hw = consumer.context().high_watermarks();
+            let worker = consumer.context().worker();
+            inbox.answer_pending(QUERIES_PER_ITERATION, |video, p| {
+                worker.answer(video, p, &hw)
+            });
+        }
         match consumer.poll(Duration::from_millis(50)) {
             Some(Ok(message)) => {
                 let refetch = consumer.context().worker().process(&consumer, &message);
@@ -160,6 +194,7 @@ pub fn run(config: Config, health: Arc<Health>, shutdown: CancellationToken) -> 
                 last_metadata = Some(Instant::now());
                 if let Some(n) = topic_partitions(&consumer, &config.topics.events) {
                     worker.events_partitions = n;
+                    worker.ownership.set_events_partitions(n);
                 }
             }
             worker.tick(&consumer, &hw, &health);
@@ -192,6 +227,12 @@ pub fn run(config: Config, health: Arc<Health>, shutdown: CancellationToken) -> 
         outcome = outcome.and(Err(e));
     }
     consumer.context().worker().publish_counters();
+    members_stop.cancel();
+    if let Some(thread) = membership
+        && thread.join().is_err()
+    {
+        tracing::warn!("the membership thread panicked");
+    }
     tracing::info!("counter stopped");
     outcome
 }
@@ -366,6 +407,10 @@ struct Worker {
     events_partitions: usize,
     records: u64,
     rejected: Vec<u64>,
+    /// The partitions owned, published for the query API and the membership thread.
+    ownership: Arc<Ownership>,
+    /// The last alerts emitted, for video queries.
+    recent_alerts: CounterAlerts,
 }
 
 /// The protocol's actions, carried out with the worker's clients (see [`Effects`]).
@@ -375,6 +420,7 @@ struct Io<'a> {
     store: &'a CheckpointStore,
     consumer: &'a BaseConsumer<CounterContext>,
     encoded: &'a mut Vec<u8>,
+    recent_alerts: &'a mut CounterAlerts,
 }
 
 impl Worker {
@@ -403,6 +449,8 @@ impl Worker {
             events_partitions: 0,
             records: 0,
             rejected: vec![0; Rejection::ALL_REASONS.len()],
+            ownership: Arc::new(Ownership::default()),
+            recent_alerts: CounterAlerts::default(),
             config,
         })
     }
@@ -429,6 +477,7 @@ impl Worker {
                 store: &self.store,
                 consumer,
                 encoded: &mut self.encoded,
+                recent_alerts: &mut self.recent_alerts,
             },
         )
     }
@@ -447,6 +496,7 @@ impl Worker {
         if !partitions.is_empty() {
             self.unassigned_since = None;
         }
+        self.ownership.set(self.held());
         let seconds = started.elapsed().as_secs_f64();
         histogram!(m::RESTORE_DURATION).record(seconds);
         tracing::info!(partitions = partitions.len(), seconds, "restore done");
@@ -458,6 +508,7 @@ impl Worker {
     /// claim a partition this instance no longer reads is caught up.
     fn release(&mut self, partitions: &[i32]) {
         self.protocol.release(partitions);
+        self.ownership.set(self.held());
         if self.protocol.partitions().next().is_none() && self.unassigned_since.is_none() {
             self.unassigned_since = Some(Instant::now());
         }
@@ -470,6 +521,28 @@ impl Worker {
         let (protocol, mut io) = self.split(consumer);
         protocol.lose(partitions, &mut io);
         self.release(&[]);
+    }
+
+    /// The answer to a video query: the video's view from the partition's state (one
+    /// lookup and a copy of one video), its last alerts, and the partition's progress.
+    fn answer(&self, video_id: &str, partition: i32, hw: &HashMap<i32, i64>) -> VideoAnswer {
+        let Some(owned) = self.protocol.partition(partition) else {
+            return VideoAnswer::NotOwned;
+        };
+        let lag = lag_of(owned, hw.get(&partition).copied());
+        let freshness = Freshness {
+            watermark: owned.state.watermark(),
+            lag_records: lag,
+            caught_up: owned.eof || lag.is_some_and(|l| l <= self.config.counter.ready_max_lag),
+        };
+        match owned.state.video_view(video_id) {
+            Some(view) => VideoAnswer::Found {
+                view: Box::new(view),
+                alerts: self.recent_alerts.of_video(video_id),
+                freshness,
+            },
+            None => VideoAnswer::Untracked { freshness },
+        }
     }
 
     /// Every partition held now.
@@ -750,6 +823,7 @@ impl Effects for Io<'_> {
             source,
         ));
         if send(self.producer, base, partition) {
+            self.recent_alerts.push(alert, now);
             counter!(
                 m::ALERTS_EMITTED,
                 "type" => alert.alert_type.as_str(),
@@ -1022,11 +1096,29 @@ fn output_producer(config: &Config) -> Result<ThreadedProducer<DeliveryTracker>>
         .create_with_context(DeliveryTracker::default())
         .map_err(|e| RuntimeError::kafka("creating the producer", e))?;
     if exactly_once {
-        producer
-            .init_transactions(config.counter.ack_timeout)
-            .map_err(|e| {
-                RuntimeError::kafka("starting transactions (does the broker support them?)", e)
-            })?;
+        // Initialising fences the previous life of this transactional id and waits until
+        // the broker has aborted its open transaction, which on a loaded broker can take
+        // longer than one acknowledgement timeout (CI, 2026-12-02: a life restarted after a
+        // SIGKILL exited with "Timed out waiting for operation to finish, retry call to
+        // resume"). A retriable answer is retried until the transaction timeout, by which
+        // the broker aborts that transaction by itself, has passed too.
+        let deadline = Instant::now() + transaction_timeout(config) + config.counter.ack_timeout;
+        loop {
+            match producer.init_transactions(config.counter.ack_timeout) {
+                Ok(()) => break,
+                Err(KafkaError::Transaction(e))
+                    if e.is_retriable() && Instant::now() < deadline =>
+                {
+                    tracing::warn!(error = %e, "initialising transactions: not yet (the broker may still be aborting a previous life's transaction); trying again");
+                }
+                Err(e) => {
+                    return Err(RuntimeError::kafka(
+                        "starting transactions (does the broker support them?)",
+                        e,
+                    ));
+                }
+            }
+        }
     }
     Ok(producer)
 }

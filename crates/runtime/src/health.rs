@@ -3,7 +3,7 @@
 //! `/healthz` answers 200 while the process runs its loop. `/readyz` answers 200 when the
 //! service can make progress: the broker is reachable, no partition is being restored, and
 //! every assigned partition is caught up (or nothing is assigned); otherwise 503 with the
-//! reason.
+//! reason. The same listener serves the query API ([`crate::api`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -110,14 +110,16 @@ struct Endpoints {
     metrics: PrometheusHandle,
 }
 
-/// Binds `addr` (fails at once if it cannot) and serves `/metrics`, `/healthz` and
-/// `/readyz` until `shutdown` is cancelled. Returns the bound address (port 0 picks one).
-pub async fn serve(
-    addr: SocketAddr,
-    health: Arc<Health>,
-    metrics: PrometheusHandle,
-    shutdown: CancellationToken,
-) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+/// The service's HTTP listener, bound but not serving yet: its address is known (port 0
+/// picks one), so the query API can advertise it before the first request.
+pub struct Listener {
+    listener: tokio::net::TcpListener,
+    /// The bound address.
+    pub addr: SocketAddr,
+}
+
+/// Binds `addr`; fails at once if it cannot.
+pub async fn bind(addr: SocketAddr) -> Result<Listener> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| RuntimeError::Io {
@@ -128,20 +130,35 @@ pub async fn serve(
         context: "reading the metrics listener's address".into(),
         source,
     })?;
+    Ok(Listener {
+        listener,
+        addr: bound,
+    })
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz`, and the service's query API routes
+/// (`api`, see [`crate::api`]), on `listener` until `shutdown` is cancelled.
+pub fn serve(
+    listener: Listener,
+    health: Arc<Health>,
+    metrics: PrometheusHandle,
+    api: Router,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     let app = Router::new()
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready_page))
-        .with_state(Endpoints { health, metrics });
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
+        .with_state(Endpoints { health, metrics })
+        .merge(api);
+    tokio::spawn(async move {
+        let served = axum::serve(listener.listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "metrics listener stopped");
         }
-    });
-    Ok((bound, task))
+    })
 }
 
 async fn metrics_page(State(e): State<Endpoints>) -> impl IntoResponse {

@@ -5,6 +5,9 @@
 //!   dead-letters bad input, checkpoints state with offsets and commits after them.
 //! - [`ranker`] — the ranker service (`trendwatch rank`): merges the counters' per-partition
 //!   candidates into the global board per window, with its alerts.
+//! - [`api`] — the query API under `/v1/` on the same listener: a video's state on the
+//!   counters (with redirects between them through the membership topic), the board and
+//!   recent alerts on the ranker.
 //! - [`board`] — `trendwatch leaderboard`: the live board in a terminal, or once as JSON.
 //! - [`checkpoint`] — the checkpoint format on the compacted state topics and its store.
 //! - [`deadletter`] — headers of dead-letter and late records, cut to fit when too big.
@@ -14,11 +17,13 @@
 //! - [`health`] — readiness, and the HTTP listener for `/metrics`, `/healthz`, `/readyz`.
 //! - [`telemetry`] — every metric name, described in one place; logging set-up.
 //! - [`publish`] and [`tail`] — the tools that write events to and read alerts from Kafka.
+//! - [`partitioner`] — the partition a keyed record lands on (librdkafka's default).
 //! - [`perf`] — the yardsticks of the broker benchmark (bare consumer, mock cluster).
 //!
 //! Nothing here decides what trends: that is `trendwatch-core`, fed through
 //! `trendwatch-proto`'s decoder.
 
+pub mod api;
 pub mod board;
 pub mod checkpoint;
 pub mod client;
@@ -29,6 +34,7 @@ mod delivery;
 mod error;
 pub mod health;
 mod output;
+pub mod partitioner;
 pub mod perf;
 mod protocol;
 pub mod publish;

@@ -304,7 +304,12 @@ impl Protocol {
         self.partitions.iter().map(|(p, o)| (*p, o))
     }
 
-    /// The same, to update the adapter's bookkeeping.
+    /// One owned partition.
+    pub(crate) fn partition(&self, partition: i32) -> Option<&Owned> {
+        self.partitions.get(&partition)
+    }
+
+    /// The partitions owned now, to update the adapter's bookkeeping.
     pub(crate) fn partitions_mut(&mut self) -> impl Iterator<Item = (i32, &mut Owned)> {
         self.partitions.iter_mut().map(|(p, o)| (*p, o))
     }

@@ -41,6 +41,7 @@ use trendwatch_core::rank::{Offered, RankOutput};
 use trendwatch_proto::files::Format;
 use trendwatch_proto::{AlertRecord, CandidateRecord, LeaderboardRecord};
 
+use crate::api::{RankerFeed, follow_alerts};
 use crate::checkpoint::{Checkpoint, CheckpointStore, newest_decoded};
 use crate::client::{
     ensure_topics, group_consumer_config, partition_count, producer_config, ranker_topics,
@@ -63,8 +64,14 @@ pub const GLOBAL_SCOPE: &str = "global";
 const PARTITION_REFRESH: Duration = Duration::from_secs(10);
 
 /// Runs the ranker until `shutdown` is cancelled (or a fatal error), then checkpoints,
-/// commits and leaves the group.
-pub fn run(config: Config, health: Arc<Health>, shutdown: CancellationToken) -> Result<()> {
+/// commits and leaves the group. Every board it publishes goes to `feed` too, and a reader
+/// thread keeps the alert topic's recent alerts there, for the query API.
+pub fn run(
+    config: Config,
+    health: Arc<Health>,
+    feed: Arc<RankerFeed>,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let topic = config.topics.candidates.clone();
     if topic.is_empty() {
         return Err(RuntimeError::Config(
@@ -92,7 +99,9 @@ pub fn run(config: Config, health: Arc<Health>, shutdown: CancellationToken) -> 
             )));
         }
     }
-    let worker = RankerWorker::new(config.clone(), probe)?;
+    let follow_stop = shutdown.child_token();
+    let follower = follow_alerts(&config, Arc::clone(&feed), follow_stop.clone())?;
+    let worker = RankerWorker::new(config.clone(), probe, feed)?;
     let context = RankerContext {
         worker: Mutex::new(worker),
         health: Arc::clone(&health),
@@ -174,6 +183,10 @@ pub fn run(config: Config, health: Arc<Health>, shutdown: CancellationToken) -> 
     }
     if let Some(e) = consumer.context().take_fatal() {
         outcome = outcome.and(Err(e));
+    }
+    follow_stop.cancel();
+    if follower.join().is_err() {
+        tracing::warn!("the alert reader thread panicked");
     }
     tracing::info!("ranker stopped");
     outcome
@@ -308,10 +321,12 @@ struct RankerWorker {
     /// Tallies already published as metrics.
     published: trendwatch_core::rank::RankerStats,
     eof: bool,
+    /// The query API's recent boards.
+    feed: Arc<RankerFeed>,
 }
 
 impl RankerWorker {
-    fn new(config: Config, probe: BaseConsumer) -> Result<Self> {
+    fn new(config: Config, probe: BaseConsumer, feed: Arc<RankerFeed>) -> Result<Self> {
         let producer: ThreadedProducer<DeliveryTracker> = producer_config(&config)
             .create_with_context(DeliveryTracker::default())
             .map_err(|e| RuntimeError::kafka("creating the producer", e))?;
@@ -327,6 +342,7 @@ impl RankerWorker {
             partitions_checked: None,
             published: Default::default(),
             eof: false,
+            feed,
         })
     }
 
@@ -499,6 +515,7 @@ impl RankerWorker {
                     .payload(self.encoded.as_slice());
             if send(&self.producer, base, 0) {
                 counter!(m::RANKER_BOARDS).increment(1);
+                self.feed.board(&record);
             }
         }
         for alert in self.out.alerts.drain(..) {

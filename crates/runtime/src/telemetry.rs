@@ -118,6 +118,12 @@ pub const RANKER_BOARD_SIZE: &str = "trendwatch_ranker_board_size";
 pub const RANKER_BOARD_DELAY: &str = "trendwatch_ranker_board_delay_seconds";
 /// Ranker: records of the candidates topic not yet read.
 pub const RANKER_LAG: &str = "trendwatch_ranker_lag_messages";
+/// Query API requests answered, by route template and status code (never by video).
+pub const API_REQUESTS: &str = "trendwatch_api_requests_total";
+/// Counter: time to answer a video query (redirects and refusals included).
+pub const API_QUERY_DURATION: &str = "trendwatch_api_video_query_duration_seconds";
+/// Ranker: server-sent-event streams open.
+pub const API_SSE_CLIENTS: &str = "trendwatch_api_sse_clients";
 
 /// A gauge not set for this long leaves `/metrics`: the per-partition gauges of a
 /// partition this instance no longer owns go with it (instead of staying at a last value
@@ -238,6 +244,19 @@ pub fn describe_all() {
         "Exactly-once transactions by result (committed, aborted, fenced)"
     );
     describe_gauge!(READY, "1 when the service is ready");
+    describe_counter!(
+        API_REQUESTS,
+        "Query API requests answered, by route template and status code"
+    );
+    describe_histogram!(
+        API_QUERY_DURATION,
+        Unit::Seconds,
+        "Time to answer a video query, including the wait for the consumer loop"
+    );
+    describe_gauge!(
+        API_SSE_CLIENTS,
+        "Server-sent-event streams open on the ranker"
+    );
     describe_counter!(
         CANDIDATE_SETS,
         "Candidate sets (a partition's top videos of a closed window) sent to the ranker"
