@@ -96,8 +96,10 @@ install_go() {
   say "go: building produce and alerts into $bin"
   rm -rf "$bin.partial" && mkdir -p "$bin.partial"
   # go.sum pins every module; a build must not change it (or fetch another toolchain).
-  (cd "$examples/go" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly \
-    go build -trimpath -o "$bin.partial/" ./produce ./alerts) >&2 || die "go: the build failed"
+  # go vet first: an example is code people copy.
+  (cd "$examples/go" && export GOTOOLCHAIN=local GOFLAGS=-mod=readonly \
+    && go vet ./... && go build -trimpath -o "$bin.partial/" ./produce ./alerts) >&2 \
+    || die "go: go vet or the build failed"
   touch "$bin.partial/.complete"
   rm -rf "$bin" && mv "$bin.partial" "$bin"
 }
