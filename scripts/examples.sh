@@ -97,7 +97,7 @@ install_go() {
   rm -rf "$bin.partial" && mkdir -p "$bin.partial"
   # go.sum pins every module; a build must not change it (or fetch another toolchain).
   # go vet first: an example is code people copy.
-  (cd "$examples/go" && export GOTOOLCHAIN=local GOFLAGS=-mod=readonly \
+  (cd "$examples/go" && export GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" \
     && go vet ./... && go build -trimpath -o "$bin.partial/" ./produce ./alerts) >&2 \
     || die "go: go vet or the build failed"
   touch "$bin.partial/.complete"
