@@ -14,6 +14,9 @@ scripts/kafka.sh --install
 # playwright-core from tests/browser/package-lock.json: install both now if missing (cold
 # about 25 s, warm under 1 s on the project machine) rather than inside the test.
 scripts/browser.sh --install
+# The client examples (examples/: Python, Java, Go) are run by tests/tests/examples.rs; their
+# venv, Maven build and Go build are made here, once, not inside the test (a no-op when warm).
+scripts/examples.sh --install
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

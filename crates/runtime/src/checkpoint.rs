@@ -286,17 +286,18 @@ impl CheckpointAssembler {
 }
 
 /// The newest of `candidates` (newest first) that `decode` accepts, with its checkpoint
-/// (see [`newest_readable`]); each newer one it refused is logged and counted in
-/// `trendwatch_checkpoints_unreadable_total`. `None` when there are no candidates; the
-/// newest one's reason when none decodes.
+/// (see [`newest_readable`]); each newer one it refused is logged and passed to
+/// `unreadable` (to be counted in `trendwatch_checkpoints_unreadable_total`). `None` when
+/// there are no candidates; the newest one's reason when none decodes.
 pub(crate) fn newest_decoded<T, E: std::fmt::Display>(
     candidates: &[Checkpoint],
     partition: i32,
     decode: impl FnMut(&Checkpoint) -> std::result::Result<T, E>,
+    mut unreadable: impl FnMut(),
 ) -> std::result::Result<Option<(&Checkpoint, T)>, String> {
     let found = newest_readable(candidates, decode);
     for (cp, e) in &found.unreadable {
-        metrics::counter!(m::CHECKPOINTS_UNREADABLE).increment(1);
+        unreadable();
         tracing::error!(
             partition,
             generation = cp.generation,

@@ -46,10 +46,10 @@ use trendwatch_core::{Alert, CandidateSet, EngineConfig, PartitionState, Partiti
 use trendwatch_proto::InputFormat;
 use trendwatch_proto::{Rejection, ValidationConfig, decode_in};
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, newest_decoded};
 use crate::delivery::{
-    IdleTick, IdleWatch, OffsetTracker, RecordOrder, Strikes, at_end_of_log, newest_readable,
-    rewind_target, tick_partition, worth_checkpoint,
+    IdleTick, IdleWatch, OffsetTracker, RecordOrder, Strikes, at_end_of_log, rewind_target,
+    tick_partition, worth_checkpoint,
 };
 use crate::error::{Result, RuntimeError};
 
@@ -386,23 +386,15 @@ impl Protocol {
             partition,
             reason,
         };
-        let found = newest_readable(candidates, |cp| {
-            PartitionState::from_bytes(engine.clone(), &cp.state)
-        });
-        for (cp, e) in &found.unreadable {
-            fx.count(Tally::CheckpointsUnreadable, 1);
-            tracing::error!(
-                partition,
-                generation = cp.generation,
-                offset = cp.offset,
-                error = %e,
-                "checkpoint does not decode; the one before it is tried"
-            );
-        }
-        let (mut state, checkpoint) = match (found.chosen, found.unreadable.first()) {
-            (Some((cp, state)), _) => (state, Some(cp)),
-            (None, Some((_, e))) => return Err(restore_error(e.to_string())),
-            (None, None) => (
+        let newest = newest_decoded(
+            candidates,
+            partition,
+            |cp| PartitionState::from_bytes(engine.clone(), &cp.state),
+            || fx.count(Tally::CheckpointsUnreadable, 1),
+        );
+        let (mut state, checkpoint) = match newest.map_err(restore_error)? {
+            Some((cp, state)) => (state, Some(cp)),
+            None => (
                 PartitionState::new(engine.clone()).map_err(|e| restore_error(e.to_string()))?,
                 None,
             ),

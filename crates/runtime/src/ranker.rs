@@ -389,9 +389,12 @@ impl RankerWorker {
             partition: 0,
             reason,
         };
-        let newest = newest_decoded(candidates, 0, |cp| {
-            Ranker::from_bytes(c.ranking.clone(), &c.engine, &cp.state)
-        });
+        let newest = newest_decoded(
+            candidates,
+            0,
+            |cp| Ranker::from_bytes(c.ranking.clone(), &c.engine, &cp.state),
+            || counter!(m::CHECKPOINTS_UNREADABLE).increment(1),
+        );
         let (mut ranker, checkpoint) = match newest.map_err(restore_error)? {
             Some((cp, ranker)) => (ranker, Some(cp)),
             None => (

@@ -234,7 +234,12 @@ pub(crate) fn seeds() -> Vec<u64> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2_000);
-    (0..n).collect()
+    // A long run can be split: SIM_FIRST=<k> starts at seed k.
+    let first: u64 = std::env::var("SIM_FIRST")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (first..first + n).collect()
 }
 
 /// Runs every seed of the idle simulation, checks each outcome with `check` and that no

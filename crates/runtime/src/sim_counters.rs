@@ -901,8 +901,33 @@ fn run(seed: u64, exactly_once: bool) -> Run {
 
 fn runs(exactly_once: bool) -> Run {
     let mut total = Run::default();
+    let started = std::time::Instant::now();
+    let keep_going = std::env::var("SIM_KEEP_GOING").is_ok();
+    let mut failed: Vec<u64> = Vec::new();
     for seed in seeds() {
-        let r = run(seed, exactly_once);
+        if seed > 0 && seed % 50_000 == 0 {
+            eprintln!(
+                "counter simulation ({}): {seed} seeds passed in {:.0} s",
+                if exactly_once {
+                    "exactly-once"
+                } else {
+                    "at-least-once"
+                },
+                started.elapsed().as_secs_f64()
+            );
+        }
+        // SIM_KEEP_GOING: a long run reports every failing seed, not only the first.
+        let r = if keep_going {
+            match std::panic::catch_unwind(|| run(seed, exactly_once)) {
+                Ok(r) => r,
+                Err(_) => {
+                    failed.push(seed);
+                    continue;
+                }
+            }
+        } else {
+            run(seed, exactly_once)
+        };
         total.steps += r.steps;
         total.records += r.records;
         total.crashes += r.crashes;
@@ -913,6 +938,10 @@ fn runs(exactly_once: bool) -> Run {
             *total.tallies.entry(k).or_default() += v;
         }
     }
+    assert!(
+        failed.is_empty(),
+        "failing seeds: {failed:?} (replay one with SIM_SEED=<n>)"
+    );
     total
 }
 
