@@ -147,10 +147,9 @@ struct Broker {
 #[derive(Default)]
 struct Clients {
     positions: HashMap<i32, i64>,
-    /// Produced and not answered for yet (at-least-once), or in the open transaction.
-    pending: Vec<Out>,
-    /// Partitions of the pending output, in step with it.
-    pending_partitions: Vec<i32>,
+    /// Produced and not answered for yet (at-least-once), or in the open transaction,
+    /// with the events partition each came from.
+    pending: Vec<(i32, Out)>,
     failed: BTreeSet<i32>,
     stopped: Option<String>,
 }
@@ -169,8 +168,7 @@ struct SimIo<'a> {
 
 impl SimIo<'_> {
     fn produce(&mut self, partition: i32, out: Out) {
-        self.clients.pending.push(out);
-        self.clients.pending_partitions.push(partition);
+        self.clients.pending.push((partition, out));
     }
 
     fn owns_in_group(&self, partition: i32) -> bool {
@@ -219,17 +217,15 @@ impl Effects for SimIo<'_> {
     fn flush(&mut self) -> bool {
         let f = self.broker.faults;
         let pending = std::mem::take(&mut self.clients.pending);
-        let partitions = std::mem::take(&mut self.clients.pending_partitions);
         let timed_out = self.broker.rng.chance(f.flush_timeout);
         let answered = if timed_out {
             self.broker.rng.range(0, pending.len() as i64) as usize
         } else {
             pending.len()
         };
-        for (i, (out, p)) in pending.into_iter().zip(partitions).enumerate() {
+        for (i, (p, out)) in pending.into_iter().enumerate() {
             if i >= answered {
-                self.clients.pending.push(out);
-                self.clients.pending_partitions.push(p);
+                self.clients.pending.push((p, out));
                 continue;
             }
             if self.broker.rng.chance(f.output_lost) {
@@ -340,10 +336,9 @@ impl Effects for SimIo<'_> {
                 },
             });
         }
-        for out in std::mem::take(&mut self.clients.pending) {
+        for (_, out) in std::mem::take(&mut self.clients.pending) {
             self.broker.deliver(out);
         }
-        self.clients.pending_partitions.clear();
         for (p, cp) in checkpoints {
             self.broker
                 .state
@@ -363,7 +358,6 @@ impl Effects for SimIo<'_> {
 
     fn abort_transaction(&mut self, _failure: &TransactionFailed) {
         self.clients.pending.clear();
-        self.clients.pending_partitions.clear();
     }
 
     fn begin_transaction(&mut self) {}
@@ -515,7 +509,7 @@ impl Sim {
         let pending = std::mem::take(&mut member.clients.pending);
         if !exactly_once {
             // Output in flight may or may not have reached the broker.
-            for out in pending {
+            for (_, out) in pending {
                 if self.broker.rng.chance(0.5) {
                     self.broker.deliver(out);
                 }
