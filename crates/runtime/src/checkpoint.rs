@@ -3,14 +3,29 @@
 //! A checkpoint is a partition's engine state together with the events-topic offset it
 //! covers (the next offset to read). It is written as one or more chunk records to the
 //! state partition `events partition % state partitions`, keyed
-//! `<group>/<events topic>/<partition>/<slot>/<chunk>`: two groups (two deployments) on
-//! one state topic never read each other's state. Keys written before the group was in
-//! them (`<events topic>/<partition>/…`) are still read, as any group's, so an upgrade
-//! resumes from them; the first checkpoint after it is under the group's own keys, one
-//! generation further, and wins from then on. Generations alternate between two slots,
-//! so a crash in the middle of writing generation *g* leaves generation *g − 1* whole in
-//! the other slot; compaction keeps the latest record per key, i.e. at most two
-//! generations.
+//! `<group>/<events topic>/<partition>/<writer>/<slot>/<chunk>`:
+//!
+//! - The group: two groups (two deployments) on one state topic never read each other's
+//!   state.
+//! - The writer: one life of one process ([`CheckpointKeys::new_writer`]). In
+//!   at-least-once mode nothing fences a member that lost a partition without knowing it
+//!   yet (a zombie), so it may go on writing checkpoints while the new owner writes its
+//!   own; under shared keys their torn writes could leave no whole checkpoint at all.
+//!   Each writer has keys of its own, so what one writes never tears another's.
+//! - The slot: a writer's generations alternate between two slots, so a crash in the
+//!   middle of writing generation *g* leaves the writer's generation *g − 1* whole in the
+//!   other slot. Compaction keeps the latest record per key.
+//!
+//! Any whole checkpoint is a true state of the partition (the engine state of every record
+//! before its offset, written after that output was acknowledged), whoever wrote it; the
+//! restore takes the newest. The keys of other writers a restore found are deleted
+//! (tombstoned) once a checkpoint of the new writer is durable, so a partition's keys
+//! stay about two slots of its current writer, not one pair per process that ever held it.
+//!
+//! Keys written before the writer was in them (`<group>/<events topic>/<partition>/<slot>/…`)
+//! and before the group was (`<events topic>/<partition>/…`, read as any group's) are
+//! still read, so an upgrade resumes from them; the first checkpoint after it is under
+//! the writer's keys, one generation further, and wins from then on.
 //!
 //! Every chunk carries the CRC of the whole state it is a piece of, which names the write:
 //! a generation written again after a partly acknowledged attempt (the round failed, so
@@ -27,6 +42,7 @@
 //! so a newest state that does not decode falls back to the older one.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -61,16 +77,107 @@ pub struct Checkpoint {
     pub state: Vec<u8>,
 }
 
-/// The key of chunk `chunk` of a generation's slot.
+/// Names one writer's checkpoint keys of one stream, and remembers, per partition, the
+/// keys of other writers its last restore found, to delete them once a checkpoint of its
+/// own is durable (see the module's documentation). Pure: the store and the simulation
+/// carry out what it says.
+#[derive(Debug)]
+pub struct CheckpointKeys {
+    group: String,
+    stream: String,
+    writer: String,
+    chunk_bytes: usize,
+    /// Per partition: other writers' keys found by its last restore, not deleted yet.
+    retiring: HashMap<i32, Vec<String>>,
+}
+
+impl CheckpointKeys {
+    /// The keys `writer` writes checkpoints of `stream` (the events or candidates topic)
+    /// under, as `group` checkpoints it, in chunks of at most `chunk_bytes` of state.
+    /// `writer` must not contain `/`.
+    pub fn new(group: &str, stream: &str, writer: &str, chunk_bytes: usize) -> Self {
+        Self {
+            group: group.to_string(),
+            stream: stream.to_string(),
+            writer: writer.to_string(),
+            chunk_bytes,
+            retiring: HashMap::new(),
+        }
+    }
+
+    /// A writer id for one life of this process: 64 random bits in hex (the standard
+    /// library's per-process random hasher keys, mixed with the clock and the pid).
+    pub fn new_writer() -> String {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        h.write_u128(now);
+        h.write_u32(std::process::id());
+        format!("{:016x}", h.finish())
+    }
+
+    /// This writer's id.
+    pub fn writer(&self) -> &str {
+        &self.writer
+    }
+
+    /// The `(key, value)` records of a checkpoint of `partition`.
+    pub fn chunks(&self, partition: i32, checkpoint: &Checkpoint) -> Vec<(String, Vec<u8>)> {
+        encode_chunks(
+            &self.group,
+            &self.stream,
+            &self.writer,
+            partition,
+            checkpoint,
+            self.chunk_bytes,
+        )
+    }
+
+    /// An assembler for a restore of `partition`; give it back to
+    /// [`CheckpointKeys::restored`].
+    pub fn assembler(&self, partition: i32) -> CheckpointAssembler {
+        CheckpointAssembler::new(&self.group, &self.stream, partition)
+    }
+
+    /// The whole checkpoints a restore of `partition` found (newest first, as
+    /// [`CheckpointAssembler::finish_all`]); the other writers' keys it saw are to be
+    /// deleted once a checkpoint of ours is durable.
+    pub fn restored(&mut self, partition: i32, assembler: CheckpointAssembler) -> Vec<Checkpoint> {
+        let others = assembler.keys_of_others(&self.writer);
+        if others.is_empty() {
+            self.retiring.remove(&partition);
+        } else {
+            self.retiring.insert(partition, others);
+        }
+        assembler.finish_all()
+    }
+
+    /// Other writers' keys of `partition` to delete, now that a checkpoint of ours of it
+    /// is durable (or in the same transaction as one). Never before: until then theirs
+    /// may be the only whole checkpoint there is.
+    pub fn retiring(&self, partition: i32) -> &[String] {
+        self.retiring.get(&partition).map_or(&[], Vec::as_slice)
+    }
+
+    /// The deletions of [`CheckpointKeys::retiring`] for `partition` are acknowledged.
+    pub fn retired(&mut self, partition: i32) {
+        self.retiring.remove(&partition);
+    }
+}
+
+/// The key of chunk `chunk` of a generation's slot, as `writer` writes it.
 pub fn chunk_key(
     group: &str,
     events_topic: &str,
+    writer: &str,
     partition: i32,
     generation: u64,
     chunk: u32,
 ) -> String {
     format!(
-        "{group}/{events_topic}/{partition}/{}/{chunk}",
+        "{group}/{events_topic}/{partition}/{writer}/{}/{chunk}",
         generation % 2
     )
 }
@@ -79,10 +186,12 @@ fn marker_key(group: &str, events_topic: &str, partition: i32) -> String {
     format!("{group}/{events_topic}/{partition}/marker")
 }
 
-/// Splits a checkpoint into `(key, value)` records of at most `chunk_bytes` of state each.
+/// Splits a checkpoint into `(key, value)` records of at most `chunk_bytes` of state each,
+/// under `writer`'s keys.
 pub fn encode_chunks(
     group: &str,
     events_topic: &str,
+    writer: &str,
     partition: i32,
     checkpoint: &Checkpoint,
     chunk_bytes: usize,
@@ -113,6 +222,7 @@ pub fn encode_chunks(
                 chunk_key(
                     group,
                     events_topic,
+                    writer,
                     partition,
                     checkpoint.generation,
                     i as u32,
@@ -175,6 +285,18 @@ fn decode_chunk(value: &[u8], partition: i32) -> Option<Chunk> {
     })
 }
 
+/// Who wrote a chunk key, by its layout.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum KeyOwner {
+    /// `<group>/<stream>/<partition>/<writer>/<slot>/<chunk>`: one life of a process.
+    Writer(String),
+    /// `<group>/<stream>/<partition>/<slot>/<chunk>`: the group's, before writers were in
+    /// the keys.
+    Group,
+    /// `<stream>/<partition>/<slot>/<chunk>`: before the group was in them (any group's).
+    Legacy,
+}
+
 /// Folds the records of a state partition (in offset order) into the newest complete
 /// checkpoint of one events partition.
 #[derive(Debug)]
@@ -183,8 +305,10 @@ pub struct CheckpointAssembler {
     /// The keys before the group was in them.
     legacy_prefix: String,
     partition: i32,
-    /// The newest chunk per key, and whether the key is a legacy one.
-    latest: HashMap<String, (bool, Chunk)>,
+    /// The newest chunk per key, and who wrote the key.
+    latest: HashMap<String, (KeyOwner, Chunk)>,
+    /// Every key that holds a record now (not deleted), valid chunk or not, and its owner.
+    live: HashMap<String, KeyOwner>,
     /// Records under our prefix that were not valid chunks (corrupt or foreign).
     pub ignored: u64,
 }
@@ -197,8 +321,24 @@ impl CheckpointAssembler {
             legacy_prefix: format!("{events_topic}/{partition}/"),
             partition,
             latest: HashMap::new(),
+            live: HashMap::new(),
             ignored: 0,
         }
+    }
+
+    /// Who wrote `key`, if it is a chunk key of ours (not a marker, not another
+    /// partition's or group's).
+    fn owner(&self, key: &str) -> Option<KeyOwner> {
+        if let Some(rest) = key.strip_prefix(&self.prefix) {
+            let parts: Vec<&str> = rest.split('/').collect();
+            return match parts.as_slice() {
+                [_, _] => Some(KeyOwner::Group),
+                [writer, _, _] => Some(KeyOwner::Writer((*writer).to_string())),
+                _ => None,
+            };
+        }
+        let rest = key.strip_prefix(&self.legacy_prefix)?;
+        (rest.split('/').count() == 2).then_some(KeyOwner::Legacy)
     }
 
     /// Takes one record; records of other partitions and markers are skipped, a later
@@ -208,27 +348,45 @@ impl CheckpointAssembler {
         let Ok(key) = std::str::from_utf8(key) else {
             return;
         };
-        let (legacy, rest) = match key.strip_prefix(&self.prefix) {
-            Some(rest) => (false, rest),
-            None => match key.strip_prefix(&self.legacy_prefix) {
-                Some(rest) => (true, rest),
-                None => return,
-            },
-        };
-        if rest == "marker" {
+        let Some(owner) = self.owner(key) else {
             return;
-        }
+        };
         match value {
             None => {
                 self.latest.remove(key);
+                self.live.remove(key);
             }
-            Some(v) => match decode_chunk(v, self.partition) {
-                Some(c) => {
-                    self.latest.insert(key.to_string(), (legacy, c));
+            Some(v) => {
+                self.live.insert(key.to_string(), owner.clone());
+                match decode_chunk(v, self.partition) {
+                    Some(c) => {
+                        self.latest.insert(key.to_string(), (owner, c));
+                    }
+                    None => {
+                        self.latest.remove(key);
+                        self.ignored += 1;
+                    }
                 }
-                None => self.ignored += 1,
-            },
+            }
         }
+    }
+
+    /// The group's keys that hold a record and were not written by `writer` (sorted). The
+    /// keys from before the group was in them are not among them: they may be another
+    /// group's.
+    pub fn keys_of_others(&self, writer: &str) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .live
+            .iter()
+            .filter(|(_, owner)| match owner {
+                KeyOwner::Writer(w) => w != writer,
+                KeyOwner::Group => true,
+                KeyOwner::Legacy => false,
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        keys.sort();
+        keys
     }
 
     /// The newest whole checkpoint, if any (see [`CheckpointAssembler::finish_all`]).
@@ -236,21 +394,22 @@ impl CheckpointAssembler {
         self.finish_all().into_iter().next()
     }
 
-    /// Every whole checkpoint, newest generation first: the writes whose chunks are all
-    /// present, agree on their offset and count, and (version 2) put together the state
-    /// their CRC names. A write's chunks are told apart from another write of the same
-    /// generation by that CRC.
+    /// Every whole checkpoint, newest generation first (of one generation, the one
+    /// furthest into the partition first): the writes whose chunks are all present, agree
+    /// on their offset and count, and (version 2) put together the state their CRC names.
+    /// A write's chunks are told apart from another write of the same generation by who
+    /// wrote them and by that CRC.
     pub fn finish_all(self) -> Vec<Checkpoint> {
-        let mut by_write: HashMap<(u64, bool, Option<u32>), Vec<&Chunk>> = HashMap::new();
-        for (legacy, c) in self.latest.values() {
+        let mut by_write: HashMap<(u64, &KeyOwner, Option<u32>), Vec<&Chunk>> = HashMap::new();
+        for (owner, c) in self.latest.values() {
             by_write
-                .entry((c.generation, *legacy, c.whole))
+                .entry((c.generation, owner, c.whole))
                 .or_default()
                 .push(c);
         }
-        let mut whole: Vec<(bool, Checkpoint)> = by_write
+        let mut whole: Vec<(&KeyOwner, Checkpoint)> = by_write
             .into_iter()
-            .filter_map(|((generation, legacy, crc), mut chunks)| {
+            .filter_map(|((generation, owner, crc), mut chunks)| {
                 chunks.sort_by_key(|c| c.index);
                 let total = chunks.first().map_or(0, |c| c.chunks);
                 let complete = chunks.len() == total as usize
@@ -270,7 +429,7 @@ impl CheckpointAssembler {
                     return None;
                 }
                 Some((
-                    legacy,
+                    owner,
                     Checkpoint {
                         generation,
                         offset: chunks[0].offset,
@@ -279,8 +438,15 @@ impl CheckpointAssembler {
                 ))
             })
             .collect();
-        // Newest first; of one generation, the group's own keys before the legacy ones.
-        whole.sort_by_key(|(legacy, c)| (std::cmp::Reverse(c.generation), *legacy));
+        // Newest first; of one generation, the furthest, then the newest key layout (a
+        // writer's, the group's, the legacy ones), then by writer and state so that the
+        // order never depends on the hash map's.
+        whole.sort_by(|(oa, a), (ob, b)| {
+            (b.generation, b.offset)
+                .cmp(&(a.generation, a.offset))
+                .then_with(|| oa.cmp(ob))
+                .then_with(|| a.state.cmp(&b.state))
+        });
         whole.into_iter().map(|(_, c)| c).collect()
     }
 }
@@ -322,7 +488,9 @@ pub struct CheckpointStore {
     events_topic: String,
     state_topic: String,
     state_partitions: i32,
-    chunk_bytes: usize,
+    /// This process's keys, and the other writers' keys to delete (locked only for the
+    /// moment of a restore's or a write's bookkeeping).
+    keys: Mutex<CheckpointKeys>,
     ack_timeout: Duration,
     /// Longest a restore waits for the next record of a state partition it has not read up
     /// to its marker yet: in exactly-once mode a transaction a crashed instance left open
@@ -388,7 +556,12 @@ impl CheckpointStore {
             events_topic: stream.to_string(),
             state_topic: state_topic.to_string(),
             state_partitions,
-            chunk_bytes: config.counter.checkpoint_chunk_bytes,
+            keys: Mutex::new(CheckpointKeys::new(
+                group,
+                stream,
+                &CheckpointKeys::new_writer(),
+                config.counter.checkpoint_chunk_bytes,
+            )),
             ack_timeout,
             restore_timeout,
             producer,
@@ -405,34 +578,62 @@ impl CheckpointStore {
         &self.state_topic
     }
 
-    /// The records of `partition`'s checkpoint: `(state partition, key, value)`, for a
-    /// caller that writes them itself (inside a transaction).
-    pub fn records(&self, partition: i32, checkpoint: &Checkpoint) -> Vec<(i32, String, Vec<u8>)> {
+    fn keys(&self) -> std::sync::MutexGuard<'_, CheckpointKeys> {
+        // The lock is never held across a call that can panic; a poisoned one still holds
+        // consistent bookkeeping.
+        self.keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The records of `partition`'s checkpoint, `(state partition, key, value)`, for a
+    /// caller that writes them itself inside a transaction: its chunks, then deletions
+    /// (`None`) of the other writers' keys the last restore found, which may go in the same
+    /// transaction as a checkpoint of ours. Call [`CheckpointStore::committed`] once the
+    /// transaction is committed.
+    pub fn records(
+        &self,
+        partition: i32,
+        checkpoint: &Checkpoint,
+    ) -> Vec<(i32, String, Option<Vec<u8>>)> {
         let sp = self.state_partition(partition);
-        encode_chunks(
-            &self.group,
-            &self.events_topic,
-            partition,
-            checkpoint,
-            self.chunk_bytes,
-        )
-        .into_iter()
-        .map(|(key, value)| (sp, key, value))
-        .collect()
+        let keys = self.keys();
+        let chunks = keys.chunks(partition, checkpoint);
+        let deletions = keys.retiring(partition).iter().cloned();
+        chunks
+            .into_iter()
+            .map(|(key, value)| (sp, key, Some(value)))
+            .chain(deletions.map(|key| (sp, key, None)))
+            .collect()
+    }
+
+    /// The transaction holding [`CheckpointStore::records`] of `partitions` is committed:
+    /// the deletions in it are done.
+    pub fn committed(&self, partitions: &[i32]) {
+        let mut keys = self.keys();
+        for p in partitions {
+            keys.retired(*p);
+        }
     }
 
     /// Writes the checkpoints and waits for the broker to acknowledge every chunk. Returns,
-    /// per checkpoint in input order, whether it is durable, and the bytes written.
+    /// per checkpoint in input order, whether it is durable, and the bytes written. Once a
+    /// partition's checkpoint is durable, the other writers' keys of it the last restore
+    /// found are deleted (a deletion not acknowledged is tried again after the next one).
     pub fn write(&self, checkpoints: &[(i32, &Checkpoint)]) -> (Vec<bool>, u64) {
-        let records: Vec<(usize, i32, String, Vec<u8>)> = checkpoints
-            .iter()
-            .enumerate()
-            .flat_map(|(i, (partition, cp))| {
-                self.records(*partition, cp)
-                    .into_iter()
-                    .map(move |(sp, key, value)| (i, sp, key, value))
-            })
-            .collect();
+        let records: Vec<(usize, i32, String, Vec<u8>)> = {
+            let keys = self.keys();
+            checkpoints
+                .iter()
+                .enumerate()
+                .flat_map(|(i, (partition, cp))| {
+                    let sp = self.state_partition(*partition);
+                    keys.chunks(*partition, cp)
+                        .into_iter()
+                        .map(move |(key, value)| (i, sp, key, value))
+                })
+                .collect()
+        };
         let bytes = records.iter().map(|r| r.3.len() as u64).sum();
         let pending = records.iter().map(|(i, sp, key, value)| {
             let record = FutureRecord::to(&self.state_topic)
@@ -456,7 +657,51 @@ impl CheckpointStore {
                 ok[i] = false;
             }
         }
+        let durable: Vec<i32> = checkpoints
+            .iter()
+            .zip(&ok)
+            .filter(|(_, ok)| **ok)
+            .map(|((p, _), _)| *p)
+            .collect();
+        self.retire(&durable);
         (ok, bytes)
+    }
+
+    /// Deletes the other writers' keys of `partitions` (each has a durable checkpoint of
+    /// ours now) and forgets those whose deletions were all acknowledged.
+    fn retire(&self, partitions: &[i32]) {
+        let deletions: Vec<(i32, String)> = {
+            let keys = self.keys();
+            partitions
+                .iter()
+                .flat_map(|p| keys.retiring(*p).iter().map(move |k| (*p, k.clone())))
+                .collect()
+        };
+        if deletions.is_empty() {
+            return;
+        }
+        let sends = deletions.iter().map(|(p, key)| {
+            let record = FutureRecord::<str, [u8]>::to(&self.state_topic)
+                .partition(self.state_partition(*p))
+                .key(key);
+            self.producer.send(record, Timeout::After(self.ack_timeout))
+        });
+        let results = futures::executor::block_on(futures::future::join_all(sends));
+        let mut failed = std::collections::BTreeSet::new();
+        for ((p, key), r) in deletions.iter().zip(results) {
+            if let Err((e, _)) = r {
+                tracing::warn!(partition = p, key = %key, error = %e, "deleting another writer's checkpoint key not acknowledged; tried again after the next checkpoint");
+                failed.insert(*p);
+            }
+        }
+        let mut keys = self.keys();
+        for p in partitions.iter().filter(|p| !failed.contains(p)) {
+            keys.retired(*p);
+        }
+        tracing::debug!(
+            keys = deletions.len(),
+            "other writers' checkpoint keys deleted"
+        );
     }
 
     /// The whole checkpoints of each of `partitions` (in that order; each newest first, see
@@ -518,15 +763,13 @@ impl CheckpointStore {
         reader
             .assign(&tpl)
             .map_err(|e| RuntimeError::kafka("assigning the state partitions", e))?;
-        let mut assemblers: Vec<(i32, CheckpointAssembler)> = partitions
-            .iter()
-            .map(|p| {
-                (
-                    self.state_partition(*p),
-                    CheckpointAssembler::new(&self.group, &self.events_topic, *p),
-                )
-            })
-            .collect();
+        let mut assemblers: Vec<(i32, CheckpointAssembler)> = {
+            let keys = self.keys();
+            partitions
+                .iter()
+                .map(|p| (self.state_partition(*p), keys.assembler(*p)))
+                .collect()
+        };
         let started = Instant::now();
         let elapsed_ms = || i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let patience = i64::try_from(self.restore_timeout.as_millis()).unwrap_or(i64::MAX);
@@ -551,6 +794,7 @@ impl CheckpointStore {
                 a.push(key, m.payload());
             }
         }
+        let mut keys = self.keys();
         Ok(assemblers
             .into_iter()
             .map(|(_, a)| {
@@ -561,7 +805,7 @@ impl CheckpointStore {
                         "checkpoint records that are not valid chunks were skipped"
                     );
                 }
-                a.finish_all()
+                keys.restored(a.partition, a)
             })
             .collect())
     }
@@ -592,11 +836,17 @@ mod tests {
         let g1 = cp(1, 100, 10_000);
         let g2 = cp(2, 250, 7_000);
         let mut a = CheckpointAssembler::new("g", "ev", 3);
-        feed(&mut a, &encode_chunks("g", "ev", 3, &g1, 1024));
-        feed(&mut a, &encode_chunks("g", "ev", 3, &g2, 1024));
+        feed(&mut a, &encode_chunks("g", "ev", "w1", 3, &g1, 1024));
+        feed(&mut a, &encode_chunks("g", "ev", "w1", 3, &g2, 1024));
         // Another partition's records on the same state partition are not ours.
-        feed(&mut a, &encode_chunks("g", "ev", 4, &cp(9, 999, 10), 1024));
-        feed(&mut a, &encode_chunks("g", "ev", 13, &cp(9, 999, 10), 1024));
+        feed(
+            &mut a,
+            &encode_chunks("g", "ev", "w1", 4, &cp(9, 999, 10), 1024),
+        );
+        feed(
+            &mut a,
+            &encode_chunks("g", "ev", "w1", 13, &cp(9, 999, 10), 1024),
+        );
         assert_eq!(a.finish(), Some(g2));
     }
 
@@ -606,21 +856,21 @@ mod tests {
         let g2 = cp(2, 250, 5_000);
         let g3 = cp(3, 400, 5_000);
         let mut a = CheckpointAssembler::new("g", "ev", 0);
-        feed(&mut a, &encode_chunks("g", "ev", 0, &g1, 1024));
-        feed(&mut a, &encode_chunks("g", "ev", 0, &g2, 1024));
+        feed(&mut a, &encode_chunks("g", "ev", "w1", 0, &g1, 1024));
+        feed(&mut a, &encode_chunks("g", "ev", "w1", 0, &g2, 1024));
         // Generation 3 reuses generation 1's slot; the crash came after two of five chunks.
-        feed(&mut a, &encode_chunks("g", "ev", 0, &g3, 1024)[..2]);
+        feed(&mut a, &encode_chunks("g", "ev", "w1", 0, &g3, 1024)[..2]);
         assert_eq!(a.finish(), Some(g2));
     }
 
     #[test]
     fn corrupt_and_foreign_records_are_ignored() {
         let g1 = cp(1, 10, 3_000);
-        let mut records = encode_chunks("g", "ev", 0, &g1, 1024);
+        let mut records = encode_chunks("g", "ev", "w1", 0, &g1, 1024);
         let mut a = CheckpointAssembler::new("g", "ev", 0);
         feed(&mut a, &records);
         // A later, corrupted copy of chunk 1 of generation 3 (same slot as 1).
-        let mut g3 = encode_chunks("g", "ev", 0, &cp(3, 20, 3_000), 1024);
+        let mut g3 = encode_chunks("g", "ev", "w1", 0, &cp(3, 20, 3_000), 1024);
         let last = g3[1].1.len() - 1;
         g3[1].1[last] ^= 0xff;
         feed(&mut a, &g3);
@@ -646,9 +896,12 @@ mod tests {
         let first = cp(2, 250, 3_000);
         let again = cp(2, 300, 2_000);
         let mut a = CheckpointAssembler::new("g", "ev", 0);
-        feed(&mut a, &encode_chunks("g", "ev", 0, &g1, 1024));
-        feed(&mut a, &encode_chunks("g", "ev", 0, &first, 1024)[2..]);
-        feed(&mut a, &encode_chunks("g", "ev", 0, &again, 1024));
+        feed(&mut a, &encode_chunks("g", "ev", "w1", 0, &g1, 1024));
+        feed(
+            &mut a,
+            &encode_chunks("g", "ev", "w1", 0, &first, 1024)[2..],
+        );
+        feed(&mut a, &encode_chunks("g", "ev", "w1", 0, &again, 1024));
         assert_eq!(a.finish_all(), vec![again, g1]);
     }
 
@@ -664,9 +917,15 @@ mod tests {
         second.state[0] ^= 1;
         second.state[2_500] ^= 1;
         let mut a = CheckpointAssembler::new("g", "ev", 0);
-        feed(&mut a, &encode_chunks("g", "ev", 0, &g1, 1024));
-        feed(&mut a, &encode_chunks("g", "ev", 0, &first, 1024)[..1]);
-        feed(&mut a, &encode_chunks("g", "ev", 0, &second, 1024)[1..]);
+        feed(&mut a, &encode_chunks("g", "ev", "w1", 0, &g1, 1024));
+        feed(
+            &mut a,
+            &encode_chunks("g", "ev", "w1", 0, &first, 1024)[..1],
+        );
+        feed(
+            &mut a,
+            &encode_chunks("g", "ev", "w1", 0, &second, 1024)[1..],
+        );
         assert_eq!(a.finish_all(), vec![g1]);
     }
 
@@ -674,7 +933,7 @@ mod tests {
     fn version_1_chunks_are_still_read() {
         // A version 1 chunk: the version 2 layout without the whole state's CRC.
         let g = cp(4, 77, 100);
-        let (key, mut v2) = encode_chunks("g", "ev", 2, &g, 1024).remove(0);
+        let (key, mut v2) = encode_chunks("g", "ev", "w1", 2, &g, 1024).remove(0);
         v2[4] = 1;
         v2.drain(HEADER_LEN_V1..HEADER_LEN);
         let mut a = CheckpointAssembler::new("g", "ev", 2);
@@ -689,34 +948,153 @@ mod tests {
         let ours = cp(5, 300, 2_000);
         let theirs = cp(9, 900, 2_000);
         // Legacy keys: the layout before the group was in them.
-        let legacy_records: Vec<(String, Vec<u8>)> = encode_chunks("g", "ev", 0, &legacy, 1024)
-            .into_iter()
-            .map(|(k, v)| (k.trim_start_matches("g/").to_string(), v))
-            .collect();
+        let legacy_records: Vec<(String, Vec<u8>)> =
+            encode_chunks("g", "ev", "w1", 0, &legacy, 1024)
+                .into_iter()
+                .map(|(k, v)| (k.replace("g/ev/0/w1/", "ev/0/"), v))
+                .collect();
         assert!(legacy_records[0].0.starts_with("ev/0/"));
         let mut a = CheckpointAssembler::new("g", "ev", 0);
         feed(&mut a, &legacy_records);
-        feed(&mut a, &encode_chunks("other", "ev", 0, &theirs, 1024));
+        feed(
+            &mut a,
+            &encode_chunks("other", "ev", "w1", 0, &theirs, 1024),
+        );
         // Right after an upgrade: the legacy checkpoint is the group's (another group's
         // newer one is not).
         let mut b = CheckpointAssembler::new("g", "ev", 0);
         feed(&mut b, &legacy_records);
-        feed(&mut b, &encode_chunks("other", "ev", 0, &theirs, 1024));
+        feed(
+            &mut b,
+            &encode_chunks("other", "ev", "w1", 0, &theirs, 1024),
+        );
         assert_eq!(b.finish_all(), vec![legacy.clone()]);
         // After the group's first checkpoint under its own keys, that one wins.
-        feed(&mut a, &encode_chunks("g", "ev", 0, &ours, 1024));
+        feed(&mut a, &encode_chunks("g", "ev", "w1", 0, &ours, 1024));
         assert_eq!(a.finish_all(), vec![ours, legacy]);
         // The other group sees its own.
         let mut c = CheckpointAssembler::new("other", "ev", 0);
-        feed(&mut c, &encode_chunks("other", "ev", 0, &theirs, 1024));
-        feed(&mut c, &encode_chunks("g", "ev", 0, &cp(20, 5, 10), 1024));
+        feed(
+            &mut c,
+            &encode_chunks("other", "ev", "w1", 0, &theirs, 1024),
+        );
+        feed(
+            &mut c,
+            &encode_chunks("g", "ev", "w1", 0, &cp(20, 5, 10), 1024),
+        );
         assert_eq!(c.finish(), Some(theirs));
+    }
+
+    #[test]
+    fn a_zombie_never_tears_the_new_owners_checkpoints_nor_the_owner_the_zombies() {
+        // Writer A had generations 1 and 2 durable, then wrote 3, which landed whole but
+        // whose acknowledgements were lost. The partition moved to B without A knowing: B
+        // restored A's 3 and writes 4 (slot 0), torn; A, a zombie, writes its 3 again
+        // (slot 1), torn too. Under keys shared by writers the two torn writes would leave
+        // both slots without a whole checkpoint; with a slot pair per writer, A's
+        // generation 2 stays whole.
+        let (g1, g2, g3) = (cp(1, 100, 3_000), cp(2, 200, 3_000), cp(3, 300, 3_000));
+        let mut a = CheckpointAssembler::new("g", "ev", 0);
+        feed(&mut a, &encode_chunks("g", "ev", "A", 0, &g1, 1024));
+        feed(&mut a, &encode_chunks("g", "ev", "A", 0, &g2, 1024));
+        feed(&mut a, &encode_chunks("g", "ev", "A", 0, &g3, 1024));
+        feed(
+            &mut a,
+            &encode_chunks("g", "ev", "B", 0, &cp(4, 350, 3_000), 1024)[..1],
+        );
+        feed(
+            &mut a,
+            &encode_chunks("g", "ev", "A", 0, &cp(3, 400, 2_500), 1024)[1..],
+        );
+        assert_eq!(a.finish_all(), vec![g2]);
+    }
+
+    #[test]
+    fn the_newest_whole_checkpoint_of_any_writer_is_restored_and_the_others_keys_retire() {
+        let before_writers = cp(3, 90, 2_000);
+        let zombie = cp(5, 300, 2_000);
+        let owner = cp(5, 280, 2_000);
+        // The layout before writers were in the keys: `<group>/<stream>/<p>/<slot>/<chunk>`.
+        let group_records: Vec<(String, Vec<u8>)> =
+            encode_chunks("g", "ev", "w1", 0, &before_writers, 1024)
+                .into_iter()
+                .map(|(k, v)| (k.replace("/w1/", "/"), v))
+                .collect();
+        let legacy = encode_chunks("g", "ev", "w1", 0, &cp(1, 10, 100), 1024)
+            .into_iter()
+            .map(|(k, v)| (k.replace("g/ev/0/w1/", "ev/0/"), v))
+            .collect::<Vec<_>>();
+        let mut a = CheckpointAssembler::new("g", "ev", 0);
+        feed(&mut a, &legacy);
+        feed(&mut a, &group_records);
+        assert_eq!(a.keys_of_others("w1"), {
+            let mut k: Vec<String> = group_records.iter().map(|r| r.0.clone()).collect();
+            k.sort();
+            k
+        });
+        let mut b = CheckpointAssembler::new("g", "ev", 0);
+        feed(&mut b, &group_records);
+        assert_eq!(b.finish(), Some(before_writers.clone()));
+
+        // Two writers at one generation: the one further into the partition first.
+        let mut keys = CheckpointKeys::new("g", "ev", "owner", 1024);
+        let mut c = keys.assembler(0);
+        feed(&mut c, &legacy);
+        feed(&mut c, &group_records);
+        feed(
+            &mut c,
+            &encode_chunks("g", "ev", "zombie", 0, &zombie, 1024),
+        );
+        feed(&mut c, &keys.chunks(0, &owner));
+        let mut c2 = keys.assembler(0);
+        feed(&mut c2, &legacy);
+        feed(&mut c2, &group_records);
+        feed(
+            &mut c2,
+            &encode_chunks("g", "ev", "zombie", 0, &zombie, 1024),
+        );
+        feed(&mut c2, &keys.chunks(0, &owner));
+        assert_eq!(
+            keys.restored(0, c),
+            vec![
+                zombie.clone(),
+                owner.clone(),
+                before_writers,
+                cp(1, 10, 100)
+            ]
+        );
+        // Our own keys and the legacy ones (maybe another group's) are not retired; the
+        // zombie's and the group's writer-less ones are.
+        let retiring = keys.retiring(0).to_vec();
+        assert_eq!(retiring.len(), group_records.len() + 2);
+        assert!(
+            retiring
+                .iter()
+                .all(|k| k.contains("/zombie/") || !k.contains("/owner/"))
+        );
+        assert!(retiring.iter().all(|k| k.starts_with("g/ev/0/")));
+        // Once they are deleted, the owner's checkpoint (and the legacy one) is what is left.
+        for k in &retiring {
+            c2.push(k.as_bytes(), None);
+        }
+        assert!(c2.keys_of_others("owner").is_empty());
+        assert_eq!(c2.finish_all(), vec![owner, cp(1, 10, 100)]);
+        keys.retired(0);
+        assert!(keys.retiring(0).is_empty());
+    }
+
+    #[test]
+    fn writer_ids_differ_and_fit_in_a_key() {
+        let (a, b) = (CheckpointKeys::new_writer(), CheckpointKeys::new_writer());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
     }
 
     #[test]
     fn an_empty_state_is_one_chunk() {
         let g = cp(5, 0, 0);
-        let records = encode_chunks("g", "ev", 1, &g, 1024);
+        let records = encode_chunks("g", "ev", "w1", 1, &g, 1024);
         assert_eq!(records.len(), 1);
         let mut a = CheckpointAssembler::new("g", "ev", 1);
         feed(&mut a, &records);

@@ -923,12 +923,15 @@ impl Effects for Io<'_> {
         let mut bytes = 0u64;
         for (p, cp) in checkpoints {
             for (sp, key, value) in self.store.records(*p, cp) {
-                bytes += value.len() as u64;
-                let record =
+                let mut record =
                     BaseRecord::<str, [u8], usize>::with_opaque_to(self.store.topic(), *p as usize)
                         .partition(sp)
-                        .key(key.as_str())
-                        .payload(value.as_slice());
+                        .key(key.as_str());
+                // `None`: the deletion of another writer's key, in the same transaction.
+                if let Some(value) = &value {
+                    bytes += value.len() as u64;
+                    record = record.payload(value.as_slice());
+                }
                 send(self.producer, record, *p);
             }
         }
@@ -956,6 +959,8 @@ impl Effects for Io<'_> {
         match committed {
             Ok(()) => {
                 counter!(m::CHECKPOINT_BYTES).increment(bytes);
+                let partitions: Vec<i32> = checkpoints.iter().map(|(p, _)| *p).collect();
+                self.store.committed(&partitions);
                 Ok(())
             }
             Err(e) => Err(TransactionFailed {

@@ -335,7 +335,7 @@ fn checkpoint_run(seed: u64) -> (u32, u32) {
         };
         let mut all_acked = true;
         let mut all_stored = true;
-        for record in encode_chunks("g", "ev", 0, &next, chunk_bytes) {
+        for record in encode_chunks("g", "ev", "w1", 0, &next, chunk_bytes) {
             match rng.range(0, 19) {
                 0..=2 => {
                     all_acked = false;

@@ -27,7 +27,7 @@ use trendwatch_core::{Alert, CandidateSet, EventKind, PartitionState};
 use trendwatch_proto::files::Format;
 use trendwatch_proto::{EventRecord, decode_in};
 
-use crate::checkpoint::{Checkpoint, CheckpointAssembler, encode_chunks};
+use crate::checkpoint::{Checkpoint, CheckpointKeys};
 use crate::error::{Result, RuntimeError};
 use crate::protocol::{
     Disposition, Effects, Protocol, Refused, Settings, Source, Step, Tally, TransactionFailed,
@@ -137,14 +137,17 @@ struct Broker {
     delivered: BTreeSet<Out>,
     /// The output the replay has for each record, by partition and offset.
     by_offset: Vec<Vec<Vec<Out>>>,
-    state: Vec<(String, Vec<u8>)>,
+    /// The state topic's records in order; `None` deletes a key.
+    state: Vec<(String, Option<Vec<u8>>)>,
+    /// Process lives started so far (each names its checkpoint writer).
+    lives: u64,
     committed: HashMap<i32, i64>,
     owner: HashMap<i32, usize>,
     tallies: BTreeMap<&'static str, u64>,
 }
 
-/// A member's clients: what its producer holds and has been told, where its consumer is.
-#[derive(Default)]
+/// A member's clients: what its producer holds and has been told, where its consumer is,
+/// and its checkpoint keys. A crash ends them; the next life gets new ones.
 struct Clients {
     positions: HashMap<i32, i64>,
     /// Produced and not answered for yet (at-least-once), or in the open transaction,
@@ -152,6 +155,22 @@ struct Clients {
     pending: Vec<(i32, Out)>,
     failed: BTreeSet<i32>,
     stopped: Option<String>,
+    keys: CheckpointKeys,
+}
+
+impl Clients {
+    /// The clients of a new life of `member`'s process, with a checkpoint writer of its own.
+    fn new(broker: &mut Broker, member: usize) -> Self {
+        broker.lives += 1;
+        let writer = format!("m{member}l{}", broker.lives);
+        Clients {
+            positions: HashMap::new(),
+            pending: Vec::new(),
+            failed: BTreeSet::new(),
+            stopped: None,
+            keys: CheckpointKeys::new(GROUP, TOPIC, &writer, CHUNK_BYTES),
+        }
+    }
 }
 
 struct Member {
@@ -268,11 +287,11 @@ impl Effects for SimIo<'_> {
         Ok(partitions
             .iter()
             .map(|p| {
-                let mut a = CheckpointAssembler::new(GROUP, TOPIC, *p);
+                let mut a = self.clients.keys.assembler(*p);
                 for (k, v) in &self.broker.state {
-                    a.push(k.as_bytes(), Some(v));
+                    a.push(k.as_bytes(), v.as_deref());
                 }
-                a.finish_all()
+                self.clients.keys.restored(*p, a)
             })
             .collect())
     }
@@ -282,18 +301,35 @@ impl Effects for SimIo<'_> {
         let mut acked = Vec::new();
         for (p, cp) in checkpoints {
             let mut all = true;
-            for chunk in encode_chunks(GROUP, TOPIC, *p, cp, CHUNK_BYTES) {
+            for (key, value) in self.clients.keys.chunks(*p, cp) {
                 if self.broker.rng.chance(f.chunk_lost) {
                     all = false;
                 } else {
                     if self.broker.rng.chance(f.chunk_ack_lost) {
                         all = false;
                     }
-                    self.broker.state.push(chunk);
+                    self.broker.state.push((key, Some(value)));
                 }
             }
             if all {
                 self.broker.check_covered(*p, cp.offset);
+                // Durable: the other writers' keys the restore found go, each deletion
+                // as likely to be lost as a chunk.
+                let mut deleted = true;
+                for key in self.clients.keys.retiring(*p).to_vec() {
+                    if self.broker.rng.chance(f.chunk_lost) {
+                        deleted = false;
+                    } else {
+                        if self.broker.rng.chance(f.chunk_ack_lost) {
+                            deleted = false;
+                        }
+                        self.broker.state.push((key, None));
+                        self.tally("other writers' keys deleted", 1);
+                    }
+                }
+                if deleted {
+                    self.clients.keys.retired(*p);
+                }
             } else {
                 self.tally("checkpoint writes torn", 1);
             }
@@ -340,9 +376,15 @@ impl Effects for SimIo<'_> {
             self.broker.deliver(out);
         }
         for (p, cp) in checkpoints {
+            let chunks = self.clients.keys.chunks(*p, cp);
             self.broker
                 .state
-                .extend(encode_chunks(GROUP, TOPIC, *p, cp, CHUNK_BYTES));
+                .extend(chunks.into_iter().map(|(k, v)| (k, Some(v))));
+            let deletions = self.clients.keys.retiring(*p).to_vec();
+            self.tally("other writers' keys deleted", deletions.len() as u64);
+            self.broker
+                .state
+                .extend(deletions.into_iter().map(|k| (k, None)));
             self.broker.check_covered(*p, cp.offset);
         }
         self.broker.committed.extend(offsets.iter().copied());
@@ -352,6 +394,9 @@ impl Effects for SimIo<'_> {
                 fatal: false,
                 reason: "simulated: the commit's answer was lost".into(),
             });
+        }
+        for (p, _) in checkpoints {
+            self.clients.keys.retired(*p);
         }
         Ok(())
     }
@@ -467,6 +512,9 @@ struct Run {
     moves: u64,
     lost: u64,
     zombie_rounds: u64,
+    /// The most checkpoint writers with keys of one partition in the state topic at the
+    /// end of a run (the maximum over runs, not a sum).
+    most_writers: u64,
     tallies: BTreeMap<&'static str, u64>,
 }
 
@@ -515,7 +563,7 @@ impl Sim {
                 }
             }
         }
-        member.clients = Clients::default();
+        member.clients = Clients::new(&mut self.broker, m);
         self.broker.owner.retain(|_, owner| *owner != m);
     }
 
@@ -648,8 +696,8 @@ impl Sim {
             75..=78 => self.crash(m),
             79..=84 if self.members[m].protocol.is_none() => {
                 let settings = self.settings.clone();
+                // The crash gave it the clients of its next life already.
                 self.members[m].protocol = Some(Protocol::new(settings, self.now_ms));
-                self.members[m].clients = Clients::default();
             }
             85..=93 => {
                 // A partition moves to another live member: gracefully (revoke: its last
@@ -802,27 +850,30 @@ fn run(seed: u64, exactly_once: bool) -> Run {
     let settings = settings(exactly_once);
     let (expected_states, by_offset) = replay(&settings, &logs);
     let expected: Vec<Out> = by_offset.iter().flatten().flatten().cloned().collect();
+    let mut broker = Broker {
+        seed,
+        rng,
+        faults,
+        exactly_once,
+        logs,
+        output: Vec::new(),
+        delivered: BTreeSet::new(),
+        by_offset,
+        state: Vec::new(),
+        lives: 0,
+        committed: HashMap::new(),
+        owner: HashMap::new(),
+        tallies: BTreeMap::new(),
+    };
+    let first_lives = (0..members)
+        .map(|m| Member {
+            protocol: Some(Protocol::new(settings.clone(), 0)),
+            clients: Clients::new(&mut broker, m),
+        })
+        .collect();
     let mut sim = Sim {
-        broker: Broker {
-            seed,
-            rng,
-            faults,
-            exactly_once,
-            logs,
-            output: Vec::new(),
-            delivered: BTreeSet::new(),
-            by_offset,
-            state: Vec::new(),
-            committed: HashMap::new(),
-            owner: HashMap::new(),
-            tallies: BTreeMap::new(),
-        },
-        members: (0..members)
-            .map(|_| Member {
-                protocol: Some(Protocol::new(settings.clone(), 0)),
-                clients: Clients::default(),
-            })
-            .collect(),
+        broker,
+        members: first_lives,
         settings,
         now_ms: 0,
         run: Run::default(),
@@ -877,7 +928,46 @@ fn run(seed: u64, exactly_once: bool) -> Run {
             "SIM_SEED={seed}: {out:?} is in the output and not in the replay"
         );
     }
+    // The state topic stays bounded: the other writers' keys a restore finds are deleted
+    // once the new owner's checkpoint is durable, so what is left of a partition at the end
+    // is its owner's and those of a member that wrote after the owner's restore — here at
+    // most the member it was taken from (a zombie round), since a move back to an earlier
+    // holder is a new restore.
+    let mut live: BTreeMap<&str, &str> = BTreeMap::new();
+    for (key, value) in &sim.broker.state {
+        match value {
+            Some(_) => live.insert(key, key),
+            None => live.remove(key.as_str()),
+        };
+    }
+    let mut writers: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for key in live.keys() {
+        let parts: Vec<&str> = key.split('/').collect();
+        if let [_, _, p, writer, _, _] = parts.as_slice() {
+            // A deletion whose acknowledgement was lost is sent again after the owner's
+            // next checkpoint; until then the key is pending, not left behind.
+            let pending = p.parse::<i32>().ok().is_some_and(|p| {
+                sim.broker.owner.get(&p).is_some_and(|m| {
+                    sim.members[*m]
+                        .clients
+                        .keys
+                        .retiring(p)
+                        .iter()
+                        .any(|k| k == *key)
+                })
+            });
+            if !pending {
+                writers.entry(p).or_default().insert(writer);
+            }
+        }
+    }
+    let most_writers = writers.values().map(|w| w.len() as u64).max().unwrap_or(0);
+    assert!(
+        most_writers <= 2,
+        "SIM_SEED={seed}: checkpoint keys of {most_writers} writers of one partition are left in the state topic: {writers:?}"
+    );
     let mut run = sim.run;
+    run.most_writers = most_writers;
     run.tallies = sim.broker.tallies;
     let count = |f: fn(&Out) -> bool| expected.iter().filter(|o| f(o)).count() as u64;
     run.tallies
@@ -928,6 +1018,7 @@ fn runs(exactly_once: bool) -> Run {
         total.moves += r.moves;
         total.lost += r.lost;
         total.zombie_rounds += r.zombie_rounds;
+        total.most_writers = total.most_writers.max(r.most_writers);
         for (k, v) in r.tallies {
             *total.tallies.entry(k).or_default() += v;
         }
