@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use trendwatch_cli::partitioner::{Partitioner, partition_for};
 use tokio_util::sync::CancellationToken;
 use trendwatch_config::{Config, GroupProtocol};
 use trendwatch_core::rank::RankOutput;
@@ -720,9 +721,19 @@ pub fn partition_ends(
     records: &[(Option<Vec<u8>>, Vec<u8>)],
     partitions: i32,
 ) -> BTreeMap<i32, i64> {
+    partition_ends_by(Partitioner::Crc32, records, partitions)
+}
+
+/// Records per partition as `partitioner` places keyed records.
+pub fn partition_ends_by(
+    partitioner: Partitioner,
+    records: &[(Option<Vec<u8>>, Vec<u8>)],
+    partitions: i32,
+) -> BTreeMap<i32, i64> {
     let mut ends: BTreeMap<i32, i64> = (0..partitions).map(|p| (p, 0)).collect();
     for (k, _) in records {
-        let p = trendwatch_cli::partitioner::partition_for(
+        let p = partition_for(
+            partitioner,
             k.as_deref().unwrap_or_default(),
             partitions as u32,
         ) as i32;
@@ -814,7 +825,8 @@ pub fn replay(
     let mut candidate_sets: BTreeMap<i32, Vec<CandidateSet>> = BTreeMap::new();
     let now = trendwatch_runtime::wall_ms();
     for (k, v) in records {
-        let p = trendwatch_cli::partitioner::partition_for(
+        let p = partition_for(
+            config.topics.events_partitioner,
             k.as_deref().unwrap_or_default(),
             partitions as u32,
         ) as i32;
@@ -850,8 +862,8 @@ pub fn rank_reference(config: &Config, reference: &Reference, partitions: i32) -
     out
 }
 
-/// A naive model of the global board, independent of the engine: per partition (Kafka's
-/// default partitioner), an event behind the newest seen minus the allowed lateness is
+/// A naive model of the global board, independent of the engine: per partition (placed by
+/// `config.topics.events_partitioner`), an event behind the newest seen minus the allowed lateness is
 /// late and an event id seen before is a duplicate; every other valid event counts into its
 /// video's trending slot: a slot scores its interactions' weights plus its views' weight
 /// for at most `views_per_interaction` views per interaction (likes net of unlikes,
@@ -887,7 +899,8 @@ pub fn offline_boards(config: &Config, records: &[RawRecord], partitions: i32) -
     // (video, slot) -> (views, interactions, interaction weight).
     let mut slots: BTreeMap<(String, i64), (i64, i64, i64)> = BTreeMap::new();
     for (k, v) in records {
-        let p = trendwatch_cli::partitioner::partition_for(
+        let p = partition_for(
+            config.topics.events_partitioner,
             k.as_deref().unwrap_or_default(),
             partitions as u32,
         ) as i32;
@@ -1396,7 +1409,8 @@ pub fn assert_fits_mock(records: &[RawRecord], partitions: i32) {
     const BUDGET: usize = 4_500_000;
     let mut bytes = vec![0usize; partitions as usize];
     for (k, v) in records {
-        let p = trendwatch_cli::partitioner::partition_for(
+        let p = partition_for(
+            Partitioner::Crc32,
             k.as_deref().unwrap_or_default(),
             partitions as u32,
         );

@@ -15,9 +15,10 @@ use serde_json::Value;
 use trendwatch_core::AlertType;
 use trendwatch_proto::LeaderboardRecord;
 use trendwatch_runtime::api::{ROUTES, Serves};
+use trendwatch_cli::partitioner::{Partitioner, partition_for};
 use trendwatch_tests::{
-    CounterProcess, Scenario, encode, offline_boards, partition_ends, replay, root, serial,
-    workload,
+    CounterProcess, Scenario, encode, offline_boards, partition_ends, partition_ends_by, replay,
+    root, serial, workload,
 };
 
 const DONE: Duration = Duration::from_secs(180);
@@ -114,6 +115,36 @@ fn membership(c: &CounterProcess) -> Option<Membership> {
     Some((own, others))
 }
 
+/// Waits until both counters own partitions, together all `partitions` of them, and each
+/// lists the other's; returns what each owns.
+fn settled(a: &CounterProcess, b: &CounterProcess, partitions: i32) -> (Vec<i64>, Vec<i64>) {
+    let deadline = Instant::now() + DONE;
+    loop {
+        if let (Some((pa, ma)), Some((pb, mb))) = (membership(a), membership(b)) {
+            let all: BTreeSet<i64> = pa.iter().chain(&pb).copied().collect();
+            let a_sees_b = ma.values().any(|p| *p == pb);
+            let b_sees_a = mb.values().any(|p| *p == pa);
+            if !pa.is_empty()
+                && !pb.is_empty()
+                && all.len() == partitions as usize
+                && a_sees_b
+                && b_sees_a
+            {
+                return (pa, pb);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "membership not settled; a: {:?}, b: {:?}\n{}\n{}",
+            membership(a),
+            membership(b),
+            a.log_text(),
+            b.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// Reads the ranker's live stream from `addr` until a `board` event arrives after the
 /// first one (which is the board held when subscribing, if any); returns its JSON.
 fn live_board_after_subscribing(addr: String) -> std::thread::JoinHandle<Option<String>> {
@@ -191,26 +222,7 @@ fn two_counters_redirect_and_the_ranker_serves_its_board_and_alerts() {
     let ranker = s.start_ranker("ranker");
 
     // Both own partitions and each knows the other's, before anything is published.
-    let deadline = Instant::now() + DONE;
-    let (owned_a, owned_b) = loop {
-        if let (Some((pa, ma)), Some((pb, mb))) = (membership(&a), membership(&b)) {
-            let all: BTreeSet<i64> = pa.iter().chain(&pb).copied().collect();
-            let a_sees_b = ma.values().any(|p| *p == pb);
-            let b_sees_a = mb.values().any(|p| *p == pa);
-            if !pa.is_empty() && !pb.is_empty() && all.len() == 4 && a_sees_b && b_sees_a {
-                break (pa, pb);
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "membership not settled; a: {:?}, b: {:?}\n{}\n{}",
-            membership(&a),
-            membership(&b),
-            a.log_text(),
-            b.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let (owned_a, owned_b) = settled(&a, &b, partitions);
     eprintln!("api: counter-a owns {owned_a:?}, counter-b owns {owned_b:?}");
 
     let stream = live_board_after_subscribing(ranker.metrics.clone());
@@ -219,7 +231,7 @@ fn two_counters_redirect_and_the_ranker_serves_its_board_and_alerts() {
 
     // The video: one that went viral; its owner and the other counter.
     let video = viral[0].video_id.clone();
-    let p = trendwatch_cli::partitioner::partition_for(video.as_bytes(), partitions as u32) as i64;
+    let p = partition_for(Partitioner::Crc32, video.as_bytes(), partitions as u32) as i64;
     let (owner, other) = if owned_a.contains(&p) {
         (&a, &b)
     } else {
@@ -289,8 +301,7 @@ fn two_counters_redirect_and_the_ranker_serves_its_board_and_alerts() {
         .map(|i| format!("never-published-{i}"))
         .find(|v| {
             owned_a.contains(
-                &(trendwatch_cli::partitioner::partition_for(v.as_bytes(), partitions as u32)
-                    as i64),
+                &(partition_for(Partitioner::Crc32, v.as_bytes(), partitions as u32) as i64),
             )
         })
         .unwrap();
@@ -307,6 +318,9 @@ fn two_counters_redirect_and_the_ranker_serves_its_board_and_alerts() {
         (&format!("/v1/videos/{long}") as &str, 400, "at most 256"),
         ("/v1/videos/ab%zz", 400, "percent-encoding"),
         ("/v1/videos/%FF%FE", 400, "UTF-8"),
+        ("/v1/videos/a%00b", 400, "control character"),
+        ("/v1/videos/%2E%2E", 400, "\"..\""),
+        ("/v1/videos/a/b", 400, "'/'"),
         ("/v1/videos/v1?verbose=1", 400, "unknown query parameter"),
         ("/v1/nope", 404, "no endpoint"),
         ("/v2/videos/v1", 404, "no endpoint"),
@@ -422,6 +436,9 @@ fn two_counters_redirect_and_the_ranker_serves_its_board_and_alerts() {
         ("/v1/leaderboard?window=abc", 400, "integer"),
         ("/v1/videos/", 400, "empty"),
         ("/v1/videos/ab%zz", 400, "percent-encoding"),
+        ("/v1/videos/%0A", 400, "control character"),
+        ("/v1/videos/..", 400, "\"..\""),
+        ("/v1/videos/a/b", 400, "'/'"),
         ("/v1/nope", 404, "no endpoint"),
     ] {
         let m = refused(&get(&ranker, path), status, path);
@@ -461,6 +478,73 @@ fn two_counters_redirect_and_the_ranker_serves_its_board_and_alerts() {
         on_topic.len()
     );
     ranker.stop();
+    a.stop();
+    b.stop();
+}
+
+/// A topic fed by Java (or franz-go) producers: keys placed by murmur2. With
+/// `topics.events_partitioner = "murmur2"` a counter looks for each video on the partition
+/// those producers put it on, for videos on either member, and both say so on
+/// `/v1/members`. The records are produced with librdkafka's `murmur2_random` (what our
+/// publish sets for this configuration), and where they landed is checked against the
+/// Java client's hash before anything is asked.
+#[test]
+fn a_murmur2_keyed_topic_is_queried_where_its_producers_put_each_video() {
+    let _one_at_a_time = serial();
+    let partitions = 4;
+    let mut s = Scenario::new("api-murmur2", partitions);
+    s.config.topics.events_partitioner = Partitioner::Murmur2;
+    let records = encode(&workload(7, 12_000));
+    let reference = replay(&s.config, &records, partitions);
+    let a = s.start_counter("counter-a");
+    let b = s.start_counter("counter-b");
+    let (owned_a, owned_b) = settled(&a, &b, partitions);
+    for c in [&a, &b] {
+        let m = get(c, "/v1/members").json();
+        assert_eq!(m["events_partitioner"], "murmur2", "{m}");
+    }
+
+    s.publish_raw(&records, None);
+    // Every record is where murmur2 puts its key: each partition holds exactly the records
+    // the Java client's placement gives it (CRC-32 would give other counts).
+    let ends = partition_ends_by(Partitioner::Murmur2, &records, partitions);
+    assert_ne!(ends, partition_ends(&records, partitions));
+    assert_eq!(s.high_watermarks(&s.config.topics.events), ends);
+    s.wait_committed(&ends, DONE);
+
+    // Per partition, its busiest video that CRC-32 would have looked for elsewhere.
+    let videos: BTreeSet<&[u8]> = records.iter().filter_map(|(k, _)| k.as_deref()).collect();
+    let mut asked = BTreeSet::new();
+    for p in 0..partitions {
+        let (video, want) = videos
+            .iter()
+            .filter_map(|k| std::str::from_utf8(k).ok())
+            .filter(|v| partition_for(Partitioner::Murmur2, v.as_bytes(), partitions as u32) == p as u32)
+            .filter(|v| partition_for(Partitioner::Crc32, v.as_bytes(), partitions as u32) != p as u32)
+            .filter_map(|v| Some((v, reference.states[&p].video_counts(v)?)))
+            .max_by_key(|(v, c)| (c.events, std::cmp::Reverse(*v)))
+            .unwrap_or_else(|| panic!("no video on partition {p}"));
+        let owner = if owned_a.contains(&i64::from(p)) { &a } else { &b };
+        // Asked of counter-a: its own partitions answered, the others redirected.
+        let path = format!("/v1/videos/{video}");
+        let mut answer = get(&a, &path);
+        if answer.status == 307 {
+            let location = answer.headers["location"].clone();
+            let target = location.strip_prefix("http://").unwrap();
+            let (host, rest) = target.split_once('/').unwrap();
+            answer = http(host, "GET", &format!("/{rest}"));
+        }
+        assert_eq!(answer.status, 200, "{video} (partition {p}): {answer:?}");
+        let j = answer.json();
+        assert_eq!(j["partition"], p, "{j}");
+        assert_eq!(j["served_by"], owner.metrics.as_str(), "{j}");
+        assert_eq!(j["video"]["events"], want.events, "{video}: {j}");
+        asked.insert(owner.label.clone());
+    }
+    assert_eq!(asked.len(), 2, "videos on both members: {owned_a:?} / {owned_b:?}");
+    // A hostile id is refused before any partition is computed.
+    let m = refused(&get(&b, "/v1/videos/%2E"), 400, "the id \".\"");
+    assert!(m.contains("\".\""), "{m}");
     a.stop();
     b.stop();
 }

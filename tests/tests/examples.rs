@@ -12,6 +12,7 @@
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use trendwatch_cli::partitioner::{Partitioner, partition_for};
 use trendwatch_core::{AlertType, EventKind};
 use trendwatch_proto::files::Format;
 use trendwatch_proto::{AlertRecord, InputFormat};
@@ -23,6 +24,8 @@ const LIKES: u64 = 40;
 /// The workload (examples/README.md): 120 ten-second steps of one view on each of five
 /// videos, then `LIKES` likes with four views each.
 const EVENTS: u64 = 120 * 5 + LIKES * 5;
+/// Of them, the target video's: its 120 views, the likes and their four views each.
+const VIDEO_EVENTS: u64 = 120 + LIKES * 5;
 /// How long the example consumer waits for its alert (it exits as soon as it has it): the
 /// counter has counted every event by then, and fires on the burst's third like.
 const ALERT_TIMEOUT_S: u32 = 60;
@@ -49,6 +52,9 @@ fn smoke(lang: &str) {
     let mut s = Scenario::new(&format!("examples-{lang}"), 3);
     s.config.counter.input_format = InputFormat::Json;
     s.config.counter.output_format = Format::Json;
+    // Every example producer places keys by murmur2 (Java's and franz-go's default; the
+    // Python one sets librdkafka's murmur2_random), so the counter looks for a video there.
+    s.config.topics.events_partitioner = Partitioner::Murmur2;
     let video = format!("v-example-{lang}");
     let bootstrap = s.bootstrap().to_string();
     let counter = s.start_counter(lang);
@@ -102,6 +108,19 @@ fn smoke(lang: &str) {
     assert_eq!(sum(m::EVENTS_LATE, &[]), 0.0, "{report}");
     assert_eq!(sum(m::EVENTS_REJECTED, &[]), 0.0, "{report}");
     assert_eq!(sum(m::EVENTS_DUPLICATE, &[]), 0.0, "{report}");
+    // Asked for the video, the counter answers from the partition the producer put it on
+    // (with CRC-32 it would look on another for the Python example's id).
+    let path = format!("/v1/videos/{video}");
+    let answer = counter.get(&path).unwrap_or_else(|| {
+        panic!(
+            "[{lang}] GET {path} was not answered 200; counter log:\n{}",
+            counter.log_text()
+        )
+    });
+    let j: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let p = partition_for(Partitioner::Murmur2, video.as_bytes(), 3);
+    assert_eq!(j["partition"], p, "[{lang}] {j}");
+    assert_eq!(j["video"]["events"], VIDEO_EVENTS, "[{lang}] {j}");
 
     let timeout = ALERT_TIMEOUT_S.to_string();
     let read = example(

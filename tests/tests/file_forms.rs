@@ -3,13 +3,71 @@
 //! engine run by hand on each partition's share; alert files round-trip in both forms.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use trendwatch_cli::partitioner::partition_for;
+use trendwatch_cli::partitioner::{Partitioner, partition_for};
 use trendwatch_cli::replay::{replay, write_alerts};
 use trendwatch_config::Config;
-use trendwatch_core::{PartitionState, Verdict};
+use trendwatch_core::{Alert, PartitionState, Verdict};
+use trendwatch_proto::EventRecord;
 use trendwatch_loadgen::{Workload, generate};
 use trendwatch_proto::AlertRecord;
 use trendwatch_proto::files::{EventFileWriter, read_alert_file};
+
+/// The engine by hand: one state per partition of `partitions`, each fed the events
+/// `config.topics.events_partitioner` puts on it, in order; its alerts partition by
+/// partition and the events counted.
+fn by_hand(events: &[EventRecord], config: &Config, partitions: u32) -> (Vec<Alert>, u64) {
+    let mut states: Vec<PartitionState> = (0..partitions)
+        .map(|_| PartitionState::new(config.engine.clone()).unwrap())
+        .collect();
+    let mut outs: Vec<Vec<Alert>> = states.iter().map(|_| Vec::new()).collect();
+    let mut counted = 0u64;
+    for e in events {
+        let p = partition_for(
+            config.topics.events_partitioner,
+            e.video_id.as_bytes(),
+            partitions,
+        ) as usize;
+        if states[p].apply(&e.as_ref(), &mut outs[p]) == Verdict::Counted {
+            counted += 1;
+        }
+    }
+    for (s, o) in states.iter_mut().zip(outs.iter_mut()) {
+        s.finish(o);
+    }
+    (outs.into_iter().flatten().collect(), counted)
+}
+
+#[test]
+fn a_murmur2_replay_splits_videos_as_the_java_client_places_them() {
+    let workload = Workload {
+        videos: 2_000,
+        events: 30_000,
+        duration_ms: 1_800_000,
+        episodes: 4,
+        decoys_per_class: 2,
+        seed: 5,
+        ..Workload::default()
+    };
+    let (events, _truth) = generate(&workload, |_, _| {});
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.pb");
+    let mut w = EventFileWriter::create(&path).unwrap();
+    for e in &events {
+        w.write(e).unwrap();
+    }
+    w.finish().unwrap();
+    let mut config = Config::default();
+    config.topics.events_partitioner = Partitioner::Murmur2;
+    let murmur2 = replay(&path, None, 4, &config).unwrap();
+    assert_eq!(murmur2.totals.partitioner, "murmur2");
+    let (want, counted) = by_hand(&events, &config, 4);
+    assert!(!want.is_empty());
+    assert_eq!(murmur2.alerts, want);
+    assert_eq!(counted, murmur2.totals.counted.values().sum::<u64>());
+    // The CRC-32 split is another one: the alerts come out in another partition order.
+    let crc32 = replay(&path, None, 4, &Config::default()).unwrap();
+    assert_ne!(crc32.alerts, murmur2.alerts);
+}
 
 #[test]
 fn protobuf_and_json_files_replay_identically_and_match_the_engine() {
@@ -45,23 +103,10 @@ fn protobuf_and_json_files_replay_identically_and_match_the_engine() {
     assert!(!pb.alerts.is_empty());
 
     // The engine by hand, one state per partition, fed each partition's events in order.
-    let mut states: Vec<PartitionState> = (0..3)
-        .map(|_| PartitionState::new(config.engine.clone()).unwrap())
-        .collect();
-    let mut outs = vec![Vec::new(), Vec::new(), Vec::new()];
-    let mut counted = 0u64;
-    for e in &events {
-        let p = partition_for(e.video_id.as_bytes(), 3) as usize;
-        if states[p].apply(&e.as_ref(), &mut outs[p]) == Verdict::Counted {
-            counted += 1;
-        }
-    }
-    for (s, o) in states.iter_mut().zip(outs.iter_mut()) {
-        s.finish(o);
-    }
-    let by_hand: Vec<_> = outs.into_iter().flatten().collect();
+    let (by_hand, counted) = by_hand(&events, &config, 3);
     assert_eq!(by_hand, pb.alerts);
     assert_eq!(counted, pb.totals.counted.values().sum::<u64>());
+    assert_eq!(pb.totals.partitioner, "crc32");
 
     // Alert files in both forms hold the same records.
     for name in ["alerts.pb", "alerts.jsonl"] {

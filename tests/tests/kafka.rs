@@ -488,7 +488,11 @@ fn bad_input_goes_to_the_dead_letter_topic_and_good_input_is_counted() {
         let originals: Vec<&Sent> = records
             .iter()
             .filter(|(k, _, _)| {
-                trendwatch_cli::partitioner::partition_for(k.as_deref().unwrap_or_default(), 2)
+                trendwatch_cli::partitioner::partition_for(
+                    trendwatch_cli::partitioner::Partitioner::Crc32,
+                    k.as_deref().unwrap_or_default(),
+                    2,
+                )
                     as i32
                     == p
             })

@@ -37,7 +37,11 @@ fn wait_for_window(s: &Scenario, ranker: &CounterProcess, end: i64) -> Vec<Leade
 }
 
 fn partition_of(record: &RawRecord, partitions: u32) -> u32 {
-    trendwatch_cli::partitioner::partition_for(record.0.as_deref().unwrap_or_default(), partitions)
+    trendwatch_cli::partitioner::partition_for(
+        trendwatch_cli::partitioner::Partitioner::Crc32,
+        record.0.as_deref().unwrap_or_default(),
+        partitions,
+    )
 }
 
 #[test]

@@ -14,7 +14,7 @@ use trendwatch_cli::report::{self, LikeSeries, ReportInput};
 use trendwatch_cli::service::{
     self, KafkaFlags, LeaderboardFlags, PublishFlags, RankFlags, RunFlags, TailFlags,
 };
-use trendwatch_config::{Config, ConfigError};
+use trendwatch_config::{Config, ConfigError, Partitioner};
 use trendwatch_loadgen::{GroundTruth, LoadgenArgs};
 use trendwatch_proto::files::Format;
 
@@ -193,9 +193,14 @@ struct ReplayArgs {
     /// Print one JSON object instead of the readable report.
     #[arg(long)]
     json: bool,
-    /// Split events over N partitions as Kafka's default partitioner would.
+    /// Split events over N partitions as the events' producers would (see --partitioner).
     #[arg(long, default_value_t = 1)]
     partitions: u32,
+    /// The hash that places a video on one of --partitions: crc32 (librdkafka's default)
+    /// or murmur2 (the Java client's). Default: topics.events_partitioner of the
+    /// configuration (crc32 unless set).
+    #[arg(long)]
+    partitioner: Option<Partitioner>,
     /// With --truth, also score a reference model on the same events and print it beside
     /// ours. `poisson`: the per-minute point-by-point Poisson model of Gnip/Twitter
     /// (offline, perfect ordering: duplicates dropped, late events counted; net likes per
@@ -368,7 +373,10 @@ fn config_check(file: Option<&PathBuf>) -> ExitCode {
 }
 
 fn run_replay(args: &ReplayArgs) -> anyhow::Result<()> {
-    let config = load_config(args.config.as_ref())?;
+    let mut config = load_config(args.config.as_ref())?;
+    if let Some(p) = args.partitioner {
+        config.topics.events_partitioner = p;
+    }
     let format = args
         .input_format
         .as_deref()
@@ -550,9 +558,10 @@ fn print_report(t: &ReplayTotals, score: Option<&Score>, baseline: Option<&Score
     let rejected: u64 = t.rejected.values().sum();
     let counted: u64 = t.counted.values().sum();
     println!(
-        "replayed {} events over {} partition(s) in {:.2}s ({:.2}M events/s, read + decode + validate + apply)",
+        "replayed {} events over {} partition(s) placed by {} in {:.2}s ({:.2}M events/s, read + decode + validate + apply)",
         t.events_read,
         t.partitions,
+        t.partitioner,
         t.seconds,
         t.events_per_second / 1e6
     );

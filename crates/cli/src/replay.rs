@@ -1,7 +1,9 @@
 //! `trendwatch replay`: the exact engine over an event file.
 //!
 //! Records are decoded and validated as the service will (rejections counted by reason),
-//! split over partitions by the Kafka default partitioner, applied in file order per
+//! split over partitions by `topics.events_partitioner` (CRC-32 as librdkafka's default
+//! partitioner, or murmur2 as the Java client's; `--partitioner` overrides it), applied in
+//! file order per
 //! partition, and every partition is finished at the end (windows close, episodes end).
 //! Alerts come out partition by partition, each in emission order.
 
@@ -46,6 +48,8 @@ pub struct ReplayTotals {
     pub alerts: BTreeMap<&'static str, u64>,
     /// Partitions replayed.
     pub partitions: u32,
+    /// The hash that placed each video on one of them (`crc32` or `murmur2`).
+    pub partitioner: &'static str,
     /// Seconds spent reading, decoding, validating and applying.
     pub seconds: f64,
     /// `events_read / seconds`.
@@ -64,7 +68,8 @@ pub struct Replay {
 pub use trendwatch_runtime::wall_ms;
 
 /// Replays `input` (in `format`, or the one its name implies) through `partitions`
-/// partition states configured by `config`.
+/// partition states configured by `config`, each event on the partition
+/// `config.topics.events_partitioner` puts its video on.
 pub fn replay(
     input: &Path,
     format: Option<Format>,
@@ -88,12 +93,14 @@ pub fn replay_observed(
         None => Format::from_path(input)?,
     };
     let partitions = partitions.max(1);
+    let partitioner = config.topics.events_partitioner;
     let mut states = (0..partitions)
         .map(|_| PartitionState::new(config.engine.clone()))
         .collect::<Result<Vec<_>, _>>()?;
     let mut outs: Vec<Vec<Alert>> = (0..partitions).map(|_| Vec::new()).collect();
     let mut totals = ReplayTotals {
         partitions,
+        partitioner: partitioner.as_str(),
         ..ReplayTotals::default()
     };
     let started = Instant::now();
@@ -105,7 +112,7 @@ pub fn replay_observed(
         |reason| *rejected.entry(reason).or_default() += 1,
         |event| {
             observe(event);
-            let p = partition_for(event.video_id.as_bytes(), partitions) as usize;
+            let p = partition_for(partitioner, event.video_id.as_bytes(), partitions) as usize;
             // Verdicts are tallied by the state itself; the replay reads them from its stats.
             states[p].apply(event, &mut outs[p]);
         },

@@ -18,7 +18,7 @@ use trendwatch_proto::ValidationConfig;
 
 pub use service::{
     CLASSIC_ONLY_KAFKA_PROPERTIES, CounterConfig, GroupProtocol, KafkaProperties, LogFormat,
-    MissingCheckpoint, ProcessingGuarantee, RESERVED_KAFKA_PROPERTIES, RankerConfig,
+    MissingCheckpoint, Partitioner, ProcessingGuarantee, RESERVED_KAFKA_PROPERTIES, RankerConfig,
     TelemetryConfig, TopicsConfig,
 };
 
@@ -439,6 +439,99 @@ mod tests {
                 panic!("{bad} must be refused")
             };
             assert!(all[0].contains("transaction.timeout.ms"), "{all:?}");
+        }
+    }
+
+    #[test]
+    fn the_events_partitioner_is_set_by_file_or_environment_and_checked() {
+        assert_eq!(
+            Config::default().topics.events_partitioner,
+            Partitioner::Crc32
+        );
+        let c = Config::load(
+            None,
+            env(&[("TRENDWATCH__TOPICS__EVENTS_PARTITIONER", "murmur2")]),
+        )
+        .unwrap();
+        assert_eq!(c.topics.events_partitioner, Partitioner::Murmur2);
+        let toml = c.to_toml();
+        assert!(toml.contains("events_partitioner = \"murmur2\""), "{toml}");
+        assert_eq!(toml::from_str::<Config>(&toml).unwrap(), c);
+        let dir = tempfile_dir("partitioner");
+        let path = dir.join("p.toml");
+        std::fs::write(&path, "[topics]\nevents_partitioner = \"murmur2\"\n").unwrap();
+        let c = Config::load(Some(&path), env(&[])).unwrap();
+        assert_eq!(c.topics.events_partitioner, Partitioner::Murmur2);
+        // An unknown hash names the key and the two it can be.
+        for bad in ["fnv1a", "Murmur2", "murmur2_random", ""] {
+            let err = Config::load(
+                None,
+                env(&[("TRENDWATCH__TOPICS__EVENTS_PARTITIONER", bad)]),
+            )
+            .unwrap_err();
+            assert!(matches!(err, ConfigError::Load(_)), "{bad:?}: {err}");
+            let err = err.to_string();
+            assert!(
+                err.contains("events_partitioner")
+                    && err.contains("crc32")
+                    && err.contains("murmur2"),
+                "{bad:?}: {err}"
+            );
+        }
+        assert_eq!("murmur2".parse::<Partitioner>(), Ok(Partitioner::Murmur2));
+        assert!(
+            "sarama"
+                .parse::<Partitioner>()
+                .unwrap_err()
+                .contains("crc32")
+        );
+    }
+
+    #[test]
+    fn a_raw_librdkafka_partitioner_must_agree_with_the_events_partitioner() {
+        let load = |ours: &str, raw: &str| {
+            Config::load(
+                None,
+                env(&[
+                    ("TRENDWATCH__TOPICS__EVENTS_PARTITIONER", ours),
+                    ("TRENDWATCH__KAFKA__PARTITIONER", raw),
+                ]),
+            )
+        };
+        for (ours, raw) in [
+            ("crc32", "consistent_random"),
+            ("crc32", "consistent"),
+            ("murmur2", "murmur2_random"),
+            ("murmur2", "murmur2"),
+        ] {
+            let c = load(ours, raw).unwrap_or_else(|e| panic!("{ours} + {raw}: {e}"));
+            assert_eq!(c.kafka["partitioner"], raw);
+        }
+        let refused = |ours: &str, raw: &str| -> String {
+            let Err(ConfigError::Invalid(all)) = load(ours, raw) else {
+                panic!("{ours} + {raw} must be refused")
+            };
+            assert_eq!(all.len(), 1, "{all:#?}");
+            assert!(all[0].starts_with("kafka.\"partitioner\""), "{}", all[0]);
+            assert!(
+                all[0].contains(&format!("topics.events_partitioner = \"{ours}\"")),
+                "{}",
+                all[0]
+            );
+            all[0].clone()
+        };
+        // The other hash: the way out names it.
+        let m = refused("crc32", "murmur2_random");
+        assert!(
+            m.contains("or set topics.events_partitioner = \"murmur2\""),
+            "{m}"
+        );
+        let m = refused("murmur2", "consistent_random");
+        assert!(m.contains("\"crc32\""), "{m}");
+        // A placement trendwatch cannot follow at all.
+        for raw in ["random", "fnv1a", "fnv1a_random", "murmur3"] {
+            let m = refused("murmur2", raw);
+            assert!(m.contains("only on a topic placed by crc32 or murmur2"), "{m}");
         }
     }
 

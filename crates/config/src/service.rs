@@ -61,12 +61,81 @@ impl GroupProtocol {
     }
 }
 
-/// Topic names.
+/// How the producers of the events topic place a keyed record on a partition: the hash of
+/// its key (the video id) modulo the partition count. trendwatch computes a video's
+/// partition itself (to find which counter owns it, and in `trendwatch replay`), so this
+/// must name the hash the topic's producers use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Partitioner {
+    /// CRC-32 (IEEE, as zlib) of the key: librdkafka's default (`consistent_random`), so
+    /// confluent-kafka-python/-go/-dotnet, kcat and trendwatch's own producers by default.
+    #[default]
+    Crc32,
+    /// Kafka's murmur2 (seed `0x9747b28c`), its sign bit cleared: the Java client's default
+    /// (`BuiltInPartitioner`), franz-go's, and librdkafka's `murmur2_random`.
+    Murmur2,
+}
+
+impl Partitioner {
+    /// Every partitioner, in the order of the configuration's documentation.
+    pub const ALL: [Partitioner; 2] = [Self::Crc32, Self::Murmur2];
+
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Crc32 => "crc32",
+            Self::Murmur2 => "murmur2",
+        }
+    }
+
+    /// The librdkafka `partitioner` property trendwatch's producers set for it. The
+    /// `_random` forms hash every keyed record and spread keyless ones at random, as the
+    /// Java producer does (plain `murmur2` and `consistent` would put every keyless record
+    /// on one partition).
+    pub fn librdkafka_property(self) -> &'static str {
+        match self {
+            Self::Crc32 => "consistent_random",
+            Self::Murmur2 => "murmur2_random",
+        }
+    }
+
+    /// Whether librdkafka's `partitioner = name` places keyed records as this does (the
+    /// two spellings of each hash differ only for keyless records).
+    pub fn agrees_with_librdkafka(self, name: &str) -> bool {
+        match self {
+            Self::Crc32 => matches!(name, "consistent" | "consistent_random"),
+            Self::Murmur2 => matches!(name, "murmur2" | "murmur2_random"),
+        }
+    }
+}
+
+impl std::str::FromStr for Partitioner {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "{s:?} is not a partitioner; crc32 (librdkafka's default) or murmur2 (the Java client's)"
+                )
+            })
+    }
+}
+
+/// Topic names, and how the events topic is partitioned.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopicsConfig {
     /// Engagement events, keyed by video id.
     pub events: String,
+    /// The hash the events topic's producers place a video's events with: `crc32`
+    /// (librdkafka's default, the default here) or `murmur2` (the Java client's and
+    /// franz-go's). A counter finds a video's owner with it, `trendwatch replay` splits
+    /// with it, and `trendwatch publish` and `loadgen` produce with it.
+    pub events_partitioner: Partitioner,
     /// Alerts, keyed by video id.
     pub alerts: String,
     /// Partition checkpoints (compacted).
@@ -92,6 +161,7 @@ impl Default for TopicsConfig {
     fn default() -> Self {
         Self {
             events: "engagement-events".into(),
+            events_partitioner: Partitioner::Crc32,
             alerts: "trendwatch-alerts".into(),
             state: "trendwatch-state".into(),
             dlq: "trendwatch-dlq".into(),
@@ -311,6 +381,26 @@ pub(crate) fn validate_service(
                 "kafka.\"{key}\": set by trendwatch itself for its delivery guarantees; use the counter/topics sections"
             ));
         }
+    }
+    if let Some(name) = kafka.get("partitioner")
+        && !topics.events_partitioner.agrees_with_librdkafka(name)
+    {
+        let way_out = match Partitioner::ALL
+            .into_iter()
+            .find(|p| p.agrees_with_librdkafka(name))
+        {
+            Some(p) => format!(
+                "or set topics.events_partitioner = \"{}\" if the topic's producers hash so",
+                p.as_str()
+            ),
+            None => "trendwatch can find a video only on a topic placed by crc32 or murmur2"
+                .to_string(),
+        };
+        errors.push(format!(
+            "kafka.\"partitioner\": {name:?} contradicts topics.events_partitioner = \"{}\": a video's events would be produced where the counters do not look for it; drop the property (trendwatch's producers set \"{}\" themselves), {way_out}",
+            topics.events_partitioner.as_str(),
+            topics.events_partitioner.librdkafka_property(),
+        ));
     }
     let mut names = vec![
         ("topics.events", &topics.events),

@@ -122,9 +122,17 @@ pub fn reader_config(config: &Config, purpose: &str) -> ClientConfig {
 }
 
 /// An idempotent producer: no duplicates or reordering from retries within a session.
+/// Keyed records are placed by `topics.events_partitioner` (a `partitioner` of the `kafka`
+/// section, which validation has checked agrees with it, is kept), so events published by
+/// trendwatch land where its counters look for them.
 pub fn producer_config(config: &Config) -> ClientConfig {
     let mut c = base_config(config);
     c.set("enable.idempotence", "true");
+    set_default(
+        &mut c,
+        "partitioner",
+        config.topics.events_partitioner.librdkafka_property(),
+    );
     set_default(&mut c, "linger.ms", "5");
     // librdkafka's default lets a producer buffer 1 GB while the broker is away; 64 MiB
     // is plenty for alerts and dead letters, and a full queue makes the counter wait

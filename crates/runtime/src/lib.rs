@@ -18,7 +18,8 @@
 //! - [`health`] — readiness, and the HTTP listener for `/metrics`, `/healthz`, `/readyz`.
 //! - [`telemetry`] — every metric name, described in one place; logging set-up.
 //! - [`publish`] and [`tail`] — the tools that write events to and read alerts from Kafka.
-//! - [`partitioner`] — the partition a keyed record lands on (librdkafka's default).
+//! - [`partitioner`] — the partition a keyed record lands on (CRC-32 as librdkafka's default,
+//!   or murmur2 as the Java client's: `topics.events_partitioner`).
 //! - [`perf`] — the yardsticks of the broker benchmark (bare consumer, mock cluster).
 //!
 //! Nothing here decides what trends: that is `trendwatch-core`, fed through

@@ -1,8 +1,9 @@
 //! Publishing records to a topic: the load generator's Kafka mode and `trendwatch publish`.
 //!
-//! Records are keyed (events by `video_id`), so librdkafka's default partitioner
-//! (`consistent_random`: CRC32 of the key modulo the partition count) puts them where
-//! `trendwatch replay --partitions N` expects them.
+//! Records are keyed (events by `video_id`) and placed by `topics.events_partitioner`
+//! (librdkafka's `consistent_random`, CRC-32 of the key, by default; `murmur2_random`, as
+//! the Java client, for `murmur2`), so they land where the counters' video queries and
+//! `trendwatch replay --partitions N` expect them.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -126,6 +126,9 @@ pub const API_QUERY_DURATION: &str = "trendwatch_api_video_query_duration_second
 pub const API_PROXY_DURATION: &str = "trendwatch_api_video_proxy_duration_seconds";
 /// Ranker: server-sent-event streams open.
 pub const API_SSE_CLIENTS: &str = "trendwatch_api_sse_clients";
+/// Ranker: streams that asked to resume (`Last-Event-ID`) or fell behind, by `outcome`:
+/// `resumed`, or the `resync` reason (`other_run`, `too_old`, `lagged`).
+pub const API_SSE_RESUMES: &str = "trendwatch_api_sse_resumes_total";
 
 /// A gauge not set for this long leaves `/metrics`: the per-partition gauges of a
 /// partition this instance no longer owns go with it (instead of staying at a last value
@@ -263,6 +266,10 @@ pub fn describe_all() {
     describe_gauge!(
         API_SSE_CLIENTS,
         "Server-sent-event streams open on the ranker"
+    );
+    describe_counter!(
+        API_SSE_RESUMES,
+        "Ranker: live streams resumed from Last-Event-ID, or told to resync, by outcome"
     );
     describe_counter!(
         CANDIDATE_SETS,

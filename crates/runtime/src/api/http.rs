@@ -3,13 +3,14 @@
 //! answer, good or bad, is JSON with a stable shape; every request is counted by route
 //! template and status (never by video).
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,9 +22,10 @@ use tokio_util::sync::CancellationToken;
 use super::members::{Directory, MemberTable};
 use super::proxy::{MAX_PROXIED, ask_counters};
 use super::request::{self, AlertsQuery, BoardQuery};
+use super::store::event_id;
 use super::{
-    ALERTS, LEADERBOARD, LiveEvent, MAX_SSE_CLIENTS, MEMBERS, Problem, QUERY_DEADLINE, ROUTES,
-    RankerFeed, STREAM, Serves, VIDEO, VideoAnswer, VideoQuery,
+    ALERTS, LEADERBOARD, LiveEvent, LiveKind, MAX_SSE_CLIENTS, MEMBERS, Problem, QUERY_DEADLINE,
+    ROUTES, RankerFeed, ResyncReason, STREAM, Serves, StreamStart, VIDEO, VideoAnswer, VideoQuery,
 };
 use crate::partitioner::partition_for;
 use crate::telemetry as m;
@@ -92,6 +94,17 @@ fn with_fallbacks(router: Router, serves: Serves) -> Router {
         })
 }
 
+/// A video path with more segments (an unencoded `/` inside the id, or after it): served
+/// by the video handlers, whose parsing refuses it with a `bad_video_id` saying why,
+/// rather than left to the bare 404 of an unknown endpoint. The handlers read the raw path
+/// after `/v1/videos/`, so they see the `/`.
+const VIDEO_WITH_SLASH: &str = "/v1/videos/{video_id}/{*rest}";
+/// The same with nothing after the `/` (a catch-all matches one character at least).
+const VIDEO_AND_SLASH: &str = "/v1/videos/{video_id}/";
+/// The same with an empty first segment (`/v1/videos//x`: a parameter matches one
+/// character at least).
+const EMPTY_AND_SLASH: &str = "/v1/videos//{*rest}";
+
 /// What a counter's handlers share.
 #[derive(Clone)]
 struct CounterApi {
@@ -104,6 +117,9 @@ struct CounterApi {
 pub fn counter_router(queries: mpsc::Sender<VideoQuery>, directory: Arc<Directory>) -> Router {
     let router = Router::new()
         .route(VIDEO, get(video))
+        .route(VIDEO_WITH_SLASH, get(video))
+        .route(VIDEO_AND_SLASH, get(video))
+        .route(EMPTY_AND_SLASH, get(video))
         // An empty id does not match the template: say so instead of a bare 404.
         .route("/v1/videos", get(empty_video_id))
         .route("/v1/videos/", get(empty_video_id))
@@ -147,7 +163,7 @@ async fn video_answer(api: &CounterApi, uri: &Uri) -> Result<Response, Problem> 
             "the events topic's partition count is not known yet; try again in a second",
         )
     })?;
-    let partition = partition_for(video_id.as_bytes(), partitions) as i32;
+    let partition = partition_for(api.directory.partitioner, video_id.as_bytes(), partitions) as i32;
     if ownership.owns(partition) {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let query = VideoQuery {
@@ -274,6 +290,7 @@ async fn members(State(api): State<CounterApi>, uri: Uri) -> Response {
             "partitions": api.directory.ownership.partitions(),
         },
         "events_partitions": api.directory.ownership.events_partitions(),
+        "events_partitioner": api.directory.partitioner.as_str(),
         "members": members,
     });
     counted(MEMBERS, json_response(StatusCode::OK, body.to_string()))
@@ -303,6 +320,9 @@ pub fn ranker_router(
         .route(ALERTS, get(alerts))
         .route(STREAM, get(stream))
         .route(VIDEO, get(proxied_video))
+        .route(VIDEO_WITH_SLASH, get(proxied_video))
+        .route(VIDEO_AND_SLASH, get(proxied_video))
+        .route(EMPTY_AND_SLASH, get(proxied_video))
         .route("/v1/videos", get(empty_video_id))
         .route("/v1/videos/", get(empty_video_id))
         .with_state(RankerApi {
@@ -423,7 +443,7 @@ impl Drop for SseSlot {
     }
 }
 
-async fn stream(State(api): State<RankerApi>, uri: Uri) -> Response {
+async fn stream(State(api): State<RankerApi>, uri: Uri, headers: HeaderMap) -> Response {
     if let Err(p) = request::query_pairs(uri.query(), &[]) {
         return counted(STREAM, p.into_response());
     }
@@ -443,20 +463,50 @@ async fn stream(State(api): State<RankerApi>, uri: Uri) -> Response {
         _permit: permit,
         slots: Arc::clone(&api.sse_slots),
     };
-    let rx = api.feed.subscribe();
-    // The newest board first, so a client has a board at once rather than at the next
-    // window.
-    let first = api.feed.board_json(None).0.map(LiveEvent::Board);
+    // A browser sends no empty id; a header that is not text is no id of ours.
+    let last_event_id = headers
+        .get("last-event-id")
+        .map(|v| v.to_str().unwrap_or("?"))
+        .filter(|v| !v.is_empty());
+    let run = api.feed.run();
+    let (rx, start) = api.feed.subscribe(last_event_id);
+    let mut first: VecDeque<Event> = VecDeque::new();
+    match start {
+        // The newest board first, so a client has a board at once rather than at the next
+        // window; its id is the stream's place now, so a reconnect resumes from here.
+        StreamStart::Fresh { newest } => {
+            if let Some(board) = api.feed.board_json(None).0 {
+                first.push_back(
+                    Event::default()
+                        .event(LiveKind::Board.name())
+                        .id(event_id(run, newest))
+                        .data(&*board),
+                );
+            }
+        }
+        StreamStart::Resumed(missed) => {
+            counter!(m::API_SSE_RESUMES, "outcome" => "resumed").increment(1);
+            first.extend(missed.iter().map(|e| sse_event(run, e)));
+        }
+        StreamStart::Resync { reason, newest } => {
+            counter!(m::API_SSE_RESUMES, "outcome" => reason.code()).increment(1);
+            first.push_back(resync_event(reason).id(event_id(run, newest)));
+        }
+    }
     let state = (rx, first, slot, api.shutdown.clone());
-    let events = futures::stream::unfold(state, |(mut rx, mut first, slot, shutdown)| async move {
-        let event = match first.take() {
-            Some(e) => sse_event(&e),
+    let events = futures::stream::unfold(state, move |(mut rx, mut first, slot, shutdown)| async move {
+        let event = match first.pop_front() {
+            Some(e) => e,
             None => tokio::select! {
                 () = shutdown.cancelled() => return None,
                 next = rx.recv() => match next {
-                    Ok(e) => sse_event(&e),
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        Event::default().event("lagged").data(n.to_string())
+                    Ok(e) => sse_event(run, &e),
+                    // What it skipped may still be in the ring, but this stream cannot
+                    // splice it in: the client reloads.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        counter!(m::API_SSE_RESUMES, "outcome" => ResyncReason::Lagged.code())
+                            .increment(1);
+                        resync_event(ResyncReason::Lagged)
                     }
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
@@ -472,11 +522,18 @@ async fn stream(State(api): State<RankerApi>, uri: Uri) -> Response {
     )
 }
 
-fn sse_event(e: &LiveEvent) -> Event {
-    match e {
-        LiveEvent::Board(json) => Event::default().event("board").data(&**json),
-        LiveEvent::Alert(json) => Event::default().event("alert").data(&**json),
-    }
+fn sse_event(run: i64, e: &LiveEvent) -> Event {
+    Event::default()
+        .event(e.kind.name())
+        .id(event_id(run, e.seq))
+        .data(&*e.json)
+}
+
+/// The event that tells a client to reload the board and alerts over REST.
+fn resync_event(reason: ResyncReason) -> Event {
+    Event::default()
+        .event("resync")
+        .data(json!({ "reason": reason.code(), "message": reason.message() }).to_string())
 }
 
 #[cfg(test)]
@@ -528,7 +585,180 @@ mod tests {
         let video = fetch(addr.clone(), "/v1/videos/v1").await;
         assert!(video.starts_with("http/1.1 503"), "{video}");
         assert!(video.contains("no_membership"), "{video}");
-        let bad = fetch(addr, "/v1/videos/ab%zz").await;
+        let bad = fetch(addr.clone(), "/v1/videos/ab%zz").await;
         assert!(bad.starts_with("http/1.1 400"), "{bad}");
+        for hostile in HOSTILE {
+            let bad = fetch(addr.clone(), hostile).await;
+            assert!(bad.starts_with("http/1.1 400"), "{hostile}: {bad}");
+            assert!(bad.contains("\"bad_video_id\""), "{hostile}: {bad}");
+        }
+    }
+
+    /// Video paths both services refuse with a `bad_video_id` (each rule of
+    /// `request::video_id` is unit-tested there; these check the routes reach it).
+    const HOSTILE: &[&str] = &[
+        "/v1/videos/a/b",
+        "/v1/videos/a/",
+        "/v1/videos/a/b/c",
+        "/v1/videos//b",
+        "/v1/videos/..",
+        "/v1/videos/%2E",
+        "/v1/videos/a%00",
+        "/v1/videos/%1B",
+    ];
+
+    #[tokio::test]
+    async fn a_counter_refuses_hostile_video_ids_before_looking_for_the_video() {
+        let directory = Arc::new(Directory::new(
+            &trendwatch_config::Config::default(),
+            "m",
+            "127.0.0.1:1",
+            Arc::new(super::super::members::Ownership::default()),
+        ));
+        let (tx, _inbox) = super::super::query_channel();
+        let router = counter_router(tx, directory);
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(l, router).await.unwrap() });
+        for hostile in HOSTILE {
+            let bad = fetch(addr.clone(), hostile).await;
+            assert!(bad.starts_with("http/1.1 400"), "{hostile}: {bad}");
+            assert!(bad.contains("\"bad_video_id\""), "{hostile}: {bad}");
+        }
+        // An encoded slash is part of an id: it gets as far as the partition count, which
+        // this counter (with no loop) does not know yet.
+        let legal = fetch(addr.clone(), "/v1/videos/a%2Fb").await;
+        assert!(legal.starts_with("http/1.1 503"), "{legal}");
+        assert!(legal.contains("\"starting\""), "{legal}");
+        let members = fetch(addr, "/v1/members").await;
+        assert!(members.contains("\"events_partitioner\":\"crc32\""), "{members}");
+    }
+
+    /// One server-sent event: name, id and data.
+    type Sse = (String, String, String);
+
+    /// Opens `/v1/stream` on `addr` (with `Last-Event-ID: last` if given) on a blocking
+    /// thread and reads `n` events (keep-alive comments skipped), or fails after 10 s.
+    fn read_stream(
+        addr: String,
+        last: Option<String>,
+        n: usize,
+    ) -> tokio::task::JoinHandle<Vec<Sse>> {
+        tokio::task::spawn_blocking(move || {
+            use std::io::BufRead;
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let resume = last.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
+            write!(
+                s,
+                "GET /v1/stream HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{resume}\r\n"
+            )
+            .unwrap();
+            let mut r = std::io::BufReader::new(s);
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            assert!(line.contains(" 200 "), "{line}");
+            while line != "\r\n" {
+                line.clear();
+                r.read_line(&mut line).unwrap();
+            }
+            // The chunked body: size line, chunk, CRLF; an event ends with a blank line.
+            let (mut text, mut events) = (String::new(), Vec::new());
+            while events.len() < n {
+                line.clear();
+                r.read_line(&mut line).unwrap();
+                let size = usize::from_str_radix(line.trim(), 16).unwrap();
+                let mut chunk = vec![0; size + 2];
+                r.read_exact(&mut chunk).unwrap();
+                text.push_str(&String::from_utf8_lossy(&chunk[..size]));
+                while let Some(end) = text.find("\n\n") {
+                    let event: String = text.drain(..end + 2).collect();
+                    let field = |name: &str| {
+                        event
+                            .lines()
+                            .find_map(|l| l.strip_prefix(name))
+                            .unwrap_or_default()
+                            .to_string()
+                    };
+                    if !event.starts_with(':') {
+                        events.push((field("event: "), field("id: "), field("data: ")));
+                    }
+                }
+            }
+            events
+        })
+    }
+
+    /// Waits (10 s at most) until more than `before` streams are subscribed to the feed,
+    /// so an event published next is live for the new one rather than raced against its
+    /// subscription. (Streams whose client has gone stay subscribed until the server next
+    /// writes to them, so `before` is counted when the new stream is opened.)
+    async fn subscribed(feed: &RankerFeed, before: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while feed.live.receiver_count() <= before {
+            assert!(std::time::Instant::now() < deadline, "no stream subscribed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_resumes_after_its_last_event_id_or_asks_for_a_resync() {
+        use super::super::store::fixtures::{alert, board};
+        use trendwatch_core::AlertType;
+        const RUN: i64 = 1_767_571_200_000;
+        let feed = Arc::new(RankerFeed::new(RUN));
+        feed.board(&board(60_000));
+        feed.alert(&alert("a1", "v1", AlertType::ViralVelocity, 1));
+        feed.alert(&alert("a2", "v2", AlertType::Trending, 2));
+        let router = ranker_router(Arc::clone(&feed), None, CancellationToken::new());
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(l, router).await.unwrap() });
+        let id = |n: u64| format!("{RUN}-{n}");
+
+        // A new client: the newest board at once, its id the stream's place (event 3).
+        let fresh = read_stream(addr.clone(), None, 1).await.unwrap();
+        assert_eq!(fresh[0].0, "board");
+        assert_eq!(fresh[0].1, id(3));
+        assert!(fresh[0].2.contains("\"window_end\":60000"), "{fresh:?}");
+
+        // Back after event 1: events 2 and 3 again, in order, then the next live one.
+        let before = feed.live.receiver_count();
+        let resumed = read_stream(addr.clone(), Some(id(1)), 3);
+        subscribed(&feed, before).await;
+        feed.alert(&alert("a3", "v3", AlertType::ViralVelocity, 3));
+        let resumed = resumed.await.unwrap();
+        let ids: Vec<&str> = resumed.iter().map(|e| e.1.as_str()).collect();
+        assert_eq!(ids, [id(2), id(3), id(4)]);
+        assert!(resumed.iter().all(|e| e.0 == "alert"), "{resumed:?}");
+        for (e, a) in resumed.iter().zip(["a1", "a2", "a3"]) {
+            assert!(e.2.contains(&format!("\"alert_id\":\"{a}\"")), "{e:?}");
+        }
+
+        // An id of another run (the ranker restarted): one resync, placed at event 4.
+        let other = read_stream(addr.clone(), Some(format!("{}-2", RUN - 5000)), 1)
+            .await
+            .unwrap();
+        assert_eq!((other[0].0.as_str(), other[0].1.as_str()), ("resync", &*id(4)));
+        assert!(other[0].2.contains("\"reason\":\"other_run\""), "{other:?}");
+
+        // Older than the ring: a resync too, then live events.
+        for i in 0..super::super::store::LIVE_EVENTS_KEPT {
+            feed.alert(&alert(&format!("b{i}"), "v", AlertType::Trending, 4));
+        }
+        let newest = 4 + super::super::store::LIVE_EVENTS_KEPT as u64;
+        let before = feed.live.receiver_count();
+        let old = read_stream(addr.clone(), Some(id(2)), 2);
+        subscribed(&feed, before).await;
+        feed.alert(&alert("c", "v", AlertType::Trending, 5));
+        let old = old.await.unwrap();
+        assert_eq!(old[0].0, "resync");
+        assert_eq!(old[0].1, id(newest));
+        assert!(old[0].2.contains("\"reason\":\"too_old\""), "{old:?}");
+        assert_eq!((old[1].0.as_str(), old[1].1.as_str()), ("alert", &*id(newest + 1)));
+        // But the oldest held still resumes.
+        let kept = read_stream(addr, Some(id(newest - 1)), 2).await.unwrap();
+        let ids: Vec<&str> = kept.iter().map(|e| e.1.as_str()).collect();
+        assert_eq!(ids, [id(newest), id(newest + 1)]);
     }
 }

@@ -32,6 +32,7 @@ use trendwatch_config::Config;
 
 use crate::client::{producer_config, reader_config};
 use crate::error::{Result, RuntimeError};
+use crate::partitioner::Partitioner;
 use crate::wall_ms;
 
 /// How often a counter writes its record even when nothing changed.
@@ -273,6 +274,9 @@ pub struct Directory {
     pub table: RwLock<MemberTable>,
     /// What the loop owns.
     pub ownership: Arc<Ownership>,
+    /// How the events topic's producers place a video (`topics.events_partitioner`):
+    /// which partition, so which member, a video query is for.
+    pub partitioner: Partitioner,
 }
 
 impl Directory {
@@ -288,6 +292,7 @@ impl Directory {
             key,
             address: address.into(),
             ownership,
+            partitioner: config.topics.events_partitioner,
         }
     }
 

@@ -19,7 +19,17 @@
 //! alerts, sent back on a oneshot. The handler waits at most [`QUERY_DEADLINE`] for it
 //! (then 503). The ranker's loop writes each board and alert once into stores behind a lock
 //! that requests hold only to clone pointers, and into a broadcast channel whose send never
-//! waits (a lagging SSE client skips events).
+//! waits (a lagging SSE client skips events and is told to `resync`).
+//!
+//! ## Resuming a live stream
+//!
+//! Every event of `GET /v1/stream` has the id `<run>-<n>`: the wall time the ranker process
+//! started (ms) and the event's number in that run. The last [`store::LIVE_EVENTS_KEPT`]
+//! events (at most [`store::LIVE_BYTES_KEPT`] bytes) stay in a [`store::LiveRing`]; a
+//! client reconnecting with `Last-Event-ID` (a browser's `EventSource` sends it by itself)
+//! gets every event after it again, then live ones. An id of another run, or one whose
+//! successors have left the ring, gets one `resync` event instead: the client reloads the
+//! board and alerts over REST.
 //!
 //! Every request is parsed by [`request`] (pure) first: bad input is a 4xx with a JSON
 //! [`Problem`] saying what is wrong.
@@ -32,7 +42,7 @@ pub mod request;
 pub mod store;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -46,7 +56,8 @@ use trendwatch_proto::{AlertRecord, LeaderboardRecord};
 pub use follow::follow_alerts;
 pub use http::{counter_router, ranker_router};
 use members::{Directory, Ownership, member_identity};
-use store::{RecentAlerts, RecentBoards};
+pub use store::{LiveEvent, LiveKind, ResyncReason};
+use store::{LiveRing, RecentAlerts, RecentBoards, Resume};
 
 /// The counter loop's half of its query API: the inbox it answers and the directory whose
 /// ownership it keeps current.
@@ -345,34 +356,63 @@ impl QueryInbox {
 }
 
 /// What the ranker's loop shares with its HTTP side: the recent boards and alerts, and
-/// the live feed of both.
+/// the live feed of both (numbered, the most recent kept in a [`LiveRing`] so a stream that
+/// reconnects resumes where it left off).
 #[derive(Debug)]
 pub struct RankerFeed {
     boards: RwLock<RecentBoards>,
     alerts: RwLock<RecentAlerts>,
+    /// Locked for each event's number, its place in the ring and its broadcast together, so
+    /// a subscriber taken under the same lock sees every event exactly once: in the ring
+    /// if it came before, on the channel if after.
+    ring: Mutex<LiveRing>,
     live: broadcast::Sender<LiveEvent>,
 }
 
-/// One live event for SSE clients: its event name and JSON.
-#[derive(Clone, Debug)]
-pub enum LiveEvent {
-    /// A board was published.
-    Board(Arc<str>),
-    /// An alert was seen on the alert topic.
-    Alert(Arc<str>),
+/// Where a new stream starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamStart {
+    /// No `Last-Event-ID`: live events after `newest` (the number of the newest event when
+    /// it subscribed).
+    Fresh {
+        /// The newest event's number then.
+        newest: u64,
+    },
+    /// Resumed: these events it missed, then live ones.
+    Resumed(Vec<LiveEvent>),
+    /// It cannot resume: a `resync`, then live events after `newest`.
+    Resync {
+        /// Why.
+        reason: ResyncReason,
+        /// The newest event's number then.
+        newest: u64,
+    },
 }
 
 impl Default for RankerFeed {
+    /// A feed whose run started now.
     fn default() -> Self {
-        Self {
-            boards: RwLock::default(),
-            alerts: RwLock::default(),
-            live: broadcast::channel(SSE_BUFFER).0,
-        }
+        Self::new(crate::wall_ms())
     }
 }
 
 impl RankerFeed {
+    /// A feed for the ranker run that started at `run` (ms since the epoch): the first
+    /// half of every live event's id.
+    pub fn new(run: i64) -> Self {
+        Self {
+            boards: RwLock::default(),
+            alerts: RwLock::default(),
+            ring: Mutex::new(LiveRing::new(run)),
+            live: broadcast::channel(SSE_BUFFER).0,
+        }
+    }
+
+    /// The run's start (ms since the epoch).
+    pub fn run(&self) -> i64 {
+        self.ring.lock().unwrap_or_else(PoisonError::into_inner).run()
+    }
+
     /// A board was published: kept and sent to live clients (never waits for them).
     pub fn board(&self, record: &LeaderboardRecord) {
         let stored = self
@@ -380,8 +420,7 @@ impl RankerFeed {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .push(record);
-        // No subscriber is not an error.
-        let _ = self.live.send(LiveEvent::Board(stored.json));
+        self.send(LiveKind::Board, stored.json);
     }
 
     /// An alert was seen: kept (once per id) and sent to live clients.
@@ -392,8 +431,15 @@ impl RankerFeed {
             .unwrap_or_else(PoisonError::into_inner)
             .push(record);
         if let Some(s) = stored {
-            let _ = self.live.send(LiveEvent::Alert(s.json));
+            self.send(LiveKind::Alert, s.json);
         }
+    }
+
+    fn send(&self, kind: LiveKind, json: Arc<str>) {
+        let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        let event = ring.push(kind, json);
+        // No subscriber is not an error.
+        let _ = self.live.send(event);
     }
 
     /// The JSON of the newest board, or of the one ending at `window_end`, with the window
@@ -414,9 +460,23 @@ impl RankerFeed {
             .select(q)
     }
 
-    /// A live subscription.
-    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
-        self.live.subscribe()
+    /// A live subscription for a client that last saw `last_event_id` (none: a new
+    /// client): the events to send first, then the channel of the ones after.
+    pub fn subscribe(
+        &self,
+        last_event_id: Option<&str>,
+    ) -> (broadcast::Receiver<LiveEvent>, StreamStart) {
+        let ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        let rx = self.live.subscribe();
+        let newest = ring.newest();
+        let start = match last_event_id {
+            None => StreamStart::Fresh { newest },
+            Some(id) => match ring.resume(id) {
+                Resume::After(events) => StreamStart::Resumed(events),
+                Resume::Resync(reason) => StreamStart::Resync { reason, newest },
+            },
+        };
+        (rx, start)
     }
 }
 

@@ -54,11 +54,22 @@ pub fn percent_decode(raw: &str) -> Result<Cow<'_, [u8]>, String> {
 }
 
 /// The video id of a `/v1/videos/{video_id}` path segment as sent (still percent-encoded):
-/// decoded, UTF-8, not empty, at most [`MAX_VIDEO_ID_BYTES`].
+/// one segment (a `/` must come encoded, `%2F`), decoded, UTF-8, not empty, at most
+/// [`MAX_VIDEO_ID_BYTES`], without control characters (U+0000–U+001F, U+007F–U+009F), and
+/// not `.` or `..` (which name a place in a path, not a video, and which clients and
+/// proxies resolve before asking). Each refusal is a `bad_video_id` saying which rule.
 pub fn video_id(raw: &str) -> Result<String, Problem> {
     // Checked before decoding too, so a huge segment is refused without being copied.
     if raw.len() > 3 * MAX_VIDEO_ID_BYTES {
         return Err(id_too_long(raw.len()));
+    }
+    if let Some(at) = raw.find('/') {
+        return Err(Problem::bad_request(
+            "bad_video_id",
+            format!(
+                "the video id has an unencoded '/' at byte {at}: the path takes one segment, GET /v1/videos/{{video_id}}; send a '/' inside an id as %2F"
+            ),
+        ));
     }
     let bytes = percent_decode(raw).map_err(|e| Problem::bad_request("bad_video_id", e))?;
     if bytes.is_empty() {
@@ -70,16 +81,34 @@ pub fn video_id(raw: &str) -> Result<String, Problem> {
     if bytes.len() > MAX_VIDEO_ID_BYTES {
         return Err(id_too_long(bytes.len()));
     }
-    match String::from_utf8(bytes.into_owned()) {
-        Ok(id) => Ok(id),
-        Err(e) => Err(Problem::bad_request(
+    let id = match String::from_utf8(bytes.into_owned()) {
+        Ok(id) => id,
+        Err(e) => {
+            return Err(Problem::bad_request(
+                "bad_video_id",
+                format!(
+                    "the video id is not UTF-8 once percent-decoded (invalid byte at {})",
+                    e.utf8_error().valid_up_to()
+                ),
+            ));
+        }
+    };
+    if let Some((at, c)) = id.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(Problem::bad_request(
             "bad_video_id",
             format!(
-                "the video id is not UTF-8 once percent-decoded (invalid byte at {})",
-                e.utf8_error().valid_up_to()
+                "the video id has a control character (U+{:04X}) at byte {at} once percent-decoded; no video id can hold one",
+                u32::from(c)
             ),
-        )),
+        ));
     }
+    if id == "." || id == ".." {
+        return Err(Problem::bad_request(
+            "bad_video_id",
+            format!("the video id {id:?} is a path segment, not an id a video can have"),
+        ));
+    }
+    Ok(id)
 }
 
 fn id_too_long(n: usize) -> Problem {
@@ -306,6 +335,38 @@ mod tests {
                 .contains("percent-encoding")
         );
         assert!(refused(video_id("%FF%FE")).message.contains("UTF-8"));
+    }
+
+    #[test]
+    fn hostile_video_ids_are_refused_and_an_encoded_slash_is_not() {
+        let bad = |raw: &str, needle: &str| {
+            let p = refused(video_id(raw));
+            assert_eq!(p.error, "bad_video_id", "{raw}");
+            assert!(p.message.contains(needle), "{raw}: {}", p.message);
+        };
+        // Control characters once decoded: NUL, C0, DEL, C1 (two bytes in UTF-8).
+        bad("a%00b", "U+0000) at byte 1");
+        bad("%0A", "U+000A");
+        bad("v%0D%0Ax", "control character");
+        bad("%1B[31m", "U+001B");
+        bad("x%7F", "U+007F");
+        bad("%C2%85", "U+0085");
+        // Path segments, however they are spelled.
+        bad(".", "\".\"");
+        bad("..", "\"..\"");
+        bad("%2E", "\".\"");
+        bad("%2e%2E", "\"..\"");
+        // An unencoded slash (the router hands the handler everything after /v1/videos/).
+        bad("a/b", "unencoded '/' at byte 1");
+        bad("a/", "'/'");
+        bad("../etc", "'/'");
+        // Still ids: an encoded slash, dots inside or around an id, a tab-free space.
+        assert_eq!(video_id("a%2Fb").unwrap(), "a/b");
+        assert_eq!(video_id("%2F").unwrap(), "/");
+        assert_eq!(video_id("%2F..%2F").unwrap(), "/../");
+        assert_eq!(video_id("...").unwrap(), "...");
+        assert_eq!(video_id(".hidden").unwrap(), ".hidden");
+        assert_eq!(video_id("v%20one").unwrap(), "v one");
     }
 
     #[test]

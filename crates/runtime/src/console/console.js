@@ -91,7 +91,13 @@ function connect() {
   };
   es.addEventListener("board", (e) => onBoard(JSON.parse(e.data)));
   es.addEventListener("alert", (e) => addAlerts([JSON.parse(e.data)]));
-  es.addEventListener("lagged", () => loadAlerts());
+  // The browser reconnects with the last event's id and the ranker sends what was missed;
+  // when it cannot (it restarted, or this page fell too far behind) it sends "resync":
+  // reload the board and the alerts over REST.
+  es.addEventListener("resync", () => {
+    loadBoard();
+    loadAlerts();
+  });
   es.onerror = () => {
     // The browser retries by itself while the stream is CONNECTING; a refused stream
     // (a 503 when the ranker serves its maximum of clients) is CLOSED: retry later.
@@ -114,6 +120,16 @@ async function getJson(path) {
     body = null;
   }
   return { status: r.status, body };
+}
+
+// The newest board, as the stream would have sent it.
+async function loadBoard() {
+  try {
+    const { status, body } = await getJson("/v1/leaderboard");
+    if (status === 200 && body) onBoard(body);
+  } catch (_) {
+    // As for the alerts: the stream's state says whether the ranker is reachable.
+  }
 }
 
 // The newest 50 alerts of every type, and the newest 50 viral-velocity alerts, which the
