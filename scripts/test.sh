@@ -20,6 +20,10 @@ scripts/examples.sh --install
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Every fuzz target for a bounded time (FUZZ_SECONDS each, default 20); fails on a crash.
+# fuzz/ is a workspace of its own that clippy does not build, so it goes before the long
+# tests: a fuzz target that no longer compiles fails in minutes, not after the whole run.
+scripts/fuzz.sh
 cargo test --workspace --locked
 # Every contender of the side-by-side benchmark (issue 15: the bare consumer, the counter,
 # the Kafka Streams and Flink peers, built with Maven) on ~18 000 events; fails if one misses
@@ -28,5 +32,3 @@ scripts/bench-peers.sh --smoke
 # The monitoring files of deploy/: promtool check config/rules and the rules' unit tests
 # (installs Debian's prometheus package for promtool if it is missing).
 scripts/deploy-check.sh
-# Every fuzz target for a bounded time (FUZZ_SECONDS each, default 20); fails on a crash.
-scripts/fuzz.sh

@@ -12,6 +12,9 @@ use trendwatch_runtime::checkpoint::{Checkpoint, CheckpointAssembler, encode_chu
 const GROUP: &str = "counters";
 const TOPIC: &str = "events";
 const PARTITION: i32 = 3;
+/// Two writers (lives of counter processes): a zombie's chunks and the new owner's land side
+/// by side under their own keys.
+const WRITERS: [&str; 2] = ["0123456789abcdef", "fedcba9876543210"];
 /// A version 1 chunk's header: magic, version, partition, generation, offset, chunk,
 /// chunks, crc (the chunk's CRC is its last four bytes).
 const CHUNK_HEADER_V1: usize = 37;
@@ -24,6 +27,7 @@ const FIX_CRC: u8 = 4;
 const CHECKPOINT: u8 = 8;
 const SNAPSHOT_HEAD: u8 = 16;
 const LEGACY: u8 = 32;
+const SECOND_WRITER: u8 = 64;
 
 /// A real snapshot (videos with counts, open windows, dedup entries) and the length of its
 /// header plus window geometry: random bytes almost never get past the geometry check, so
@@ -67,7 +71,8 @@ static SNAPSHOT: LazyLock<(Vec<u8>, usize)> = LazyLock::new(|| {
 /// - `FIX_CRC`: the right CRC goes into the chunk header (a fuzzer cannot guess a CRC).
 /// - `CHECKPOINT`: the value is `[generation, offset, chunk bytes, skipped chunk, state..]`
 ///   and becomes the chunks `encode_chunks` writes for that checkpoint, but the skipped one
-///   (a torn write); with `SNAPSHOT_HEAD` the state starts with a real snapshot's header.
+///   (a torn write); with `SNAPSHOT_HEAD` the state starts with a real snapshot's header;
+///   with `SECOND_WRITER` under the second writer's keys instead of the first's.
 ///   Without this, whole generations are out of the fuzzer's reach.
 fn records(mut data: &[u8]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
     let mut out = Vec::new();
@@ -95,7 +100,8 @@ fn records(mut data: &[u8]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
                 };
                 // At most 8 chunks per checkpoint, so one record cannot slow every run.
                 let chunk_bytes = usize::from(*chunk_bytes).max(cp.state.len().div_ceil(8));
-                let chunks = encode_chunks(GROUP, TOPIC, PARTITION, &cp, chunk_bytes);
+                let writer = WRITERS[usize::from(ctl & SECOND_WRITER != 0)];
+                let chunks = encode_chunks(GROUP, TOPIC, writer, PARTITION, &cp, chunk_bytes);
                 for (i, (k, v)) in chunks.into_iter().enumerate() {
                     if i != usize::from(*skip) {
                         out.push((k.into_bytes(), Some(v)));
@@ -152,7 +158,7 @@ fuzz_target!(|data: &[u8]| {
         // A checkpoint that assembled writes as chunks that assemble to it again.
         let chunk_bytes = 1 + data.len() % 512;
         let mut again = CheckpointAssembler::new(GROUP, TOPIC, PARTITION);
-        for (key, value) in encode_chunks(GROUP, TOPIC, PARTITION, &cp, chunk_bytes) {
+        for (key, value) in encode_chunks(GROUP, TOPIC, WRITERS[0], PARTITION, &cp, chunk_bytes) {
             again.push(key.as_bytes(), Some(&value));
         }
         assert_eq!(again.finish().as_ref(), Some(&cp));

@@ -72,6 +72,7 @@ main(async (browser, problems, a) => {
       outside: (svg.querySelector("text.far") || {}).textContent || "",
       baseline: svg.querySelectorAll("line.baseline").length,
       level: svg.querySelectorAll("line.level").length,
+      corroborated_level: svg.querySelectorAll("line.corr-level").length,
       alerts_listed: document.querySelectorAll("#video-alerts li").length,
       title: document.getElementById("video-title").textContent,
       // The board gives way to the video page (the hidden attribute is not overridden).

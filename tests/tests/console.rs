@@ -227,6 +227,10 @@ fn the_console_shows_the_board_an_alert_and_the_videos_chart() {
     assert!(page["alert_marks"].as_u64().unwrap() >= 1, "{page}");
     assert_eq!(page["baseline"], 1, "{page}");
     assert!(page["level"].as_u64().unwrap() >= 1, "{page}");
+    // The level a corroborated alert's sentence names is drawn when it is the lower one.
+    let vel = &answer["video"]["velocity"];
+    let lower = vel["corroborated_expected"].as_f64().unwrap() < vel["expected"].as_f64().unwrap();
+    assert_eq!(page["corroborated_level"], u64::from(lower), "{page} {vel}");
     assert_eq!(
         page["board_shown"], false,
         "the video page replaces the board: {page}"

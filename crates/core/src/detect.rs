@@ -326,6 +326,23 @@ impl Detectors {
         )
     }
 
+    /// The same yardsticks (expected net likes per window and the CUSUM's threshold) for a
+    /// rise its views corroborate, and whether the video's views corroborate one at bucket
+    /// `now`.
+    pub(crate) fn corroborated_yardsticks(
+        &self,
+        v: &VideoState,
+        now: i64,
+        g: &Geometry,
+    ) -> (f64, f64, bool) {
+        let b = &v.velocity_baseline;
+        (
+            self.scan_per_bucket(b, &self.v_corroborated, g) * g.velocity_buckets as f64,
+            self.v_corroborated.cusum_h,
+            self.corroboration(v, now, g).is_some(),
+        )
+    }
+
     /// The trending detector's tiers (weighted score over the window) and the multiple of
     /// its own baseline a video's score must also reach.
     pub(crate) fn trending_yardsticks(&self) -> (&[f64], f64) {

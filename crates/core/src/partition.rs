@@ -434,6 +434,11 @@ impl PartitionState {
             .catch_up_trending(&mut v, last_slot, started, geo);
         let head = v.head();
         let open_likes = (last_bucket + 1..=head).map(|b| v.likes_at(b)).sum();
+        // The bucket of the partition's newest event: where the detector stands at a like.
+        let now = self
+            .clock
+            .max_event_time
+            .map_or(last_bucket, |t| t.div_euclid(geo.bucket_ms));
         let buckets = (head - FINE_SLOTS as i64 + 1..=head)
             .filter(|b| *b >= 0)
             .map(|b| BucketLikes {
@@ -444,6 +449,9 @@ impl PartitionState {
         let (expected, cusum_threshold, v_tiers) = self
             .detectors
             .velocity_yardsticks(&v.velocity_baseline, geo);
+        let (corroborated_expected, corroborated_cusum_threshold, corroborated) = self
+            .detectors
+            .corroborated_yardsticks(&v, now, geo);
         let (t_tiers, min_ratio) = self.detectors.trending_yardsticks();
         let vb = &v.velocity_baseline;
         let sb = geo.slot_buckets;
@@ -467,6 +475,9 @@ impl PartitionState {
                 tiers: v_tiers.to_vec(),
                 cusum: f64::from(v.cusum),
                 cusum_threshold,
+                corroborated_expected,
+                corroborated_cusum_threshold,
+                corroborated,
                 cusum_since: (v.cusum > 0.0).then_some(i64::from(v.cusum_since) * geo.bucket_ms),
                 episode: EpisodeView::of(&v.velocity, geo.bucket_ms),
             },

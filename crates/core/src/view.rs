@@ -65,6 +65,15 @@ pub struct VelocityView {
     pub cusum: f64,
     /// The CUSUM's threshold (without corroborating views, which lower it).
     pub cusum_threshold: f64,
+    /// Net likes per window the scan expects of a rise its views corroborate (the baseline,
+    /// never below the lower corroborated prior): the level a corroborated alert's sentence
+    /// names.
+    pub corroborated_expected: f64,
+    /// The CUSUM's threshold for a rise its views corroborate.
+    pub corroborated_cusum_threshold: f64,
+    /// Whether the video's views corroborate a like rise now (over its newest two trending
+    /// slots): its likes are then tested against the corroborated level.
+    pub corroborated: bool,
     /// Start of the bucket where the CUSUM's current run began (its change-point estimate),
     /// while the statistic is above 0.
     pub cusum_since: Option<i64>,

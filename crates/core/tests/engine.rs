@@ -594,6 +594,14 @@ fn a_like_rise_that_comes_with_its_views_fires_on_fewer_likes_than_likes_alone()
         "{}",
         a.explanation
     );
+    // The video's view names the level the alert's sentence does (what the console
+    // draws): the corroborated prior of 0.25 a minute, beside the plain prior of 1.
+    let view = on.state.video_view("viral").unwrap();
+    let v = &view.velocity;
+    assert_eq!(v.expected, v.baseline.max(1.0), "{v:#?}");
+    assert_eq!(v.corroborated_expected, v.baseline.max(0.25), "{v:#?}");
+    assert!(v.corroborated_expected < v.expected, "{v:#?}");
+    assert!(v.corroborated_cusum_threshold < v.cusum_threshold, "{v:#?}");
     // Without corroboration the same likes are not enough.
     let off = run(0.0);
     assert!(
@@ -660,6 +668,8 @@ fn a_video_view_shows_the_open_episode_and_changes_nothing() {
     assert_eq!(open, v.open_likes);
     assert!(v.expected > 0.0 && v.expected < 20.0, "{v:#?}");
     assert!(v.cusum_threshold > 0.0 && !v.tiers.is_empty());
+    // 300 likes a minute without a view: not corroborated.
+    assert!(!v.corroborated, "{v:#?}");
     // Everything serialises (the query API's body).
     let json = serde_json::to_value(&view).unwrap();
     assert_eq!(json["velocity"]["episode"]["phase"], "active");

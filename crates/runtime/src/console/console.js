@@ -369,6 +369,11 @@ function chart(v, alerts) {
   const perWindow = Math.max(1, Math.round((vel.window_end - vel.window_start) / bucket));
   const baseline = vel.expected / perWindow;
   const level = vel.tiers.length > 0 ? (vel.tiers[0] * vel.expected) / perWindow : 0;
+  // A rise its views corroborate is tested against a lower prior: its baseline and first
+  // tier's level, drawn dashed when they differ (a corroborated alert's sentence names them).
+  const corrBaseline = (vel.corroborated_expected ?? vel.expected) / perWindow;
+  const corrLevel = vel.tiers.length > 0 ? vel.tiers[0] * corrBaseline : 0;
+  const corrDiffers = corrBaseline < baseline;
   const buckets = vel.buckets || [];
   const marks = alerts
     .filter((a) => a.type === "VIRAL_VELOCITY" || a.type === "VIRAL_VELOCITY_ENDED")
@@ -430,6 +435,16 @@ function chart(v, alerts) {
     svg.appendChild(r);
   }
   svg.appendChild(svgEl("line", { class: "baseline", x1: L, x2: W - R, y1: y(baseline), y2: y(baseline) }));
+  if (corrDiffers) {
+    svg.appendChild(svgEl("line", { class: "corr-baseline", x1: L, x2: W - R, y1: y(corrBaseline), y2: y(corrBaseline) }));
+    svg.appendChild(svgEl("line", { class: "corr-level", x1: L, x2: W - R, y1: y(corrLevel), y2: y(corrLevel) }));
+    const t = svgEl("text", { x: L + 6, y: y(corrLevel) - 4, class: "corr-label" });
+    t.textContent =
+      "tier 0 level if its views corroborate (×" + vel.tiers[0] + " of " +
+      (corrBaseline * perWindow).toFixed(2) + " likes/window)" +
+      (vel.corroborated ? ": they do now" : "");
+    svg.appendChild(t);
+  }
   // Each tier's level that fits the chart (the first always does: it sets the scale).
   vel.tiers.forEach((multiple, tier) => {
     const at = (multiple * vel.expected) / perWindow;
