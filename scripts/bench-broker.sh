@@ -30,6 +30,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "bench failed at line $LINENO; logs:" >&2; tail -n 20 "$dir"/*.log >&2' ERR
 
+scripts/build-deps.sh
 cargo build --release --quiet -p trendwatch
 tw=target/release/trendwatch
 

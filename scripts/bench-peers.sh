@@ -79,10 +79,12 @@ if [ -n "${TRENDWATCH_BIN:-}" ]; then
   tw=$TRENDWATCH_BIN
 elif [ "$smoke" = 1 ]; then
   # The smoke run checks that everything runs, not how fast: the debug build the test suite
-  # has just made serves (a cold release build takes half an hour on a 2-core machine).
+  # has just made serves (a cold release build takes many minutes on a 2-core machine).
+  scripts/build-deps.sh
   cargo build --quiet --locked -p trendwatch
   tw=${CARGO_TARGET_DIR:-target}/debug/trendwatch
 else
+  scripts/build-deps.sh
   cargo build --release --quiet --locked -p trendwatch
   tw=${CARGO_TARGET_DIR:-target}/release/trendwatch
 fi

@@ -38,6 +38,7 @@ if [ -z "${TRENDWATCH_BOOTSTRAP_SERVERS:-}" ]; then
   scripts/kafka.sh --install >"$out/kafka-install.log" 2>&1 &
   fetch=$!
 fi
+scripts/build-deps.sh
 echo "==> building (release)"
 cargo build --release --quiet -p trendwatch
 tw=target/release/trendwatch

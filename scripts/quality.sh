@@ -24,6 +24,7 @@ seeds=${SEEDS:-"1 2 3"}
 scales=${SCALES:-"0.25 0.5 1 2 4"}
 work=${WORK:-out/quality}
 mkdir -p "$work" "$docs"
+scripts/build-deps.sh
 cargo build --release --quiet -p trendwatch
 tw=target/release/trendwatch
 lines="$work/matrix.jsonl"

@@ -18,6 +18,8 @@ scripts/browser.sh --install
 # venv, Maven build and Go build are made here, once, not inside the test (a no-op when warm).
 scripts/examples.sh --install
 
+# OpenSSL's headers and pkg-config (librdkafka links the system's OpenSSL): apt-get, if missing.
+scripts/build-deps.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # Every fuzz target for a bounded time (FUZZ_SECONDS each, default 20); fails on a crash.
