@@ -15,31 +15,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 dir=$here/../tests/browser
 export CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then
-    "$@"
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo "$@"
-  else
-    echo "installing needs root (or sudo): $*" >&2
-    exit 1
-  fi
-}
-
 install() {
   local missing=()
   [ -x "$CHROMIUM" ] || missing+=(chromium)
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
   command -v npm >/dev/null 2>&1 || missing+=(npm)
   if [ ${#missing[@]} -gt 0 ]; then
-    command -v apt-get >/dev/null 2>&1 || {
-      echo "missing ${missing[*]} and apt-get is not available: install them and run again" >&2
-      exit 1
-    }
-    echo "==> installing ${missing[*]} (Debian packages)" >&2
-    as_root apt-get update -qq >&2
-    as_root env DEBIAN_FRONTEND=noninteractive \
-      apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    "$here/apt-install.sh" "the browser test" "${missing[@]}"
   fi
   # npm ci writes node_modules/.package-lock.json; a newer lock file means a new install.
   local stamp=$dir/node_modules/.package-lock.json

@@ -13,24 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v promtool >/dev/null 2>&1; then
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "promtool is missing and apt-get is not available: install Prometheus's promtool and run again" >&2
-    exit 1
-  fi
-  as_root=()
-  if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then
-      as_root=(sudo)
-    else
-      echo "promtool is missing; installing it needs root (or sudo): apt-get install prometheus" >&2
-      exit 1
-    fi
-  fi
-  echo "==> installing promtool (Debian package prometheus)"
-  "${as_root[@]}" apt-get update -qq
-  # Only promtool is used; --no-install-recommends keeps the install small.
-  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  # Only promtool is used.
+  scripts/apt-install.sh promtool prometheus
 fi
 
 echo "==> $(promtool --version 2>&1 | head -n 1)"

@@ -41,11 +41,7 @@ sum_of() {
 }
 
 debian() { # PACKAGE... installed from Debian's archive
-  local sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo=sudo
-  say "installing $* (Debian packages)"
-  $sudo apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >&2
+  "$here/apt-install.sh" "the client examples" "$@"
 }
 
 python_venv() { echo "$cache/python-$(sum_of python/requirements.txt)"; }

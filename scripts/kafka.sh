@@ -29,11 +29,7 @@ need_tools() {
   command -v javac >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
   command -v mvn >/dev/null 2>&1 || missing+=(maven)
   if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing ${missing[*]} (Debian packages)" >&2
-    local sudo=""
-    [ "$(id -u)" -ne 0 ] && sudo=sudo
-    $sudo apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2
+    "$here/apt-install.sh" "the local Apache Kafka" "${missing[@]}"
   fi
 }
 

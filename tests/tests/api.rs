@@ -12,10 +12,10 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use trendwatch_cli::partitioner::{Partitioner, partition_for};
 use trendwatch_core::AlertType;
 use trendwatch_proto::LeaderboardRecord;
 use trendwatch_runtime::api::{ROUTES, Serves};
-use trendwatch_cli::partitioner::{Partitioner, partition_for};
 use trendwatch_tests::{
     CounterProcess, Scenario, encode, offline_boards, partition_ends, partition_ends_by, replay,
     root, serial, workload,
@@ -519,12 +519,20 @@ fn a_murmur2_keyed_topic_is_queried_where_its_producers_put_each_video() {
         let (video, want) = videos
             .iter()
             .filter_map(|k| std::str::from_utf8(k).ok())
-            .filter(|v| partition_for(Partitioner::Murmur2, v.as_bytes(), partitions as u32) == p as u32)
-            .filter(|v| partition_for(Partitioner::Crc32, v.as_bytes(), partitions as u32) != p as u32)
+            .filter(|v| {
+                partition_for(Partitioner::Murmur2, v.as_bytes(), partitions as u32) == p as u32
+            })
+            .filter(|v| {
+                partition_for(Partitioner::Crc32, v.as_bytes(), partitions as u32) != p as u32
+            })
             .filter_map(|v| Some((v, reference.states[&p].video_counts(v)?)))
             .max_by_key(|(v, c)| (c.events, std::cmp::Reverse(*v)))
             .unwrap_or_else(|| panic!("no video on partition {p}"));
-        let owner = if owned_a.contains(&i64::from(p)) { &a } else { &b };
+        let owner = if owned_a.contains(&i64::from(p)) {
+            &a
+        } else {
+            &b
+        };
         // Asked of counter-a: its own partitions answered, the others redirected.
         let path = format!("/v1/videos/{video}");
         let mut answer = get(&a, &path);
@@ -541,7 +549,11 @@ fn a_murmur2_keyed_topic_is_queried_where_its_producers_put_each_video() {
         assert_eq!(j["video"]["events"], want.events, "{video}: {j}");
         asked.insert(owner.label.clone());
     }
-    assert_eq!(asked.len(), 2, "videos on both members: {owned_a:?} / {owned_b:?}");
+    assert_eq!(
+        asked.len(),
+        2,
+        "videos on both members: {owned_a:?} / {owned_b:?}"
+    );
     // A hostile id is refused before any partition is computed.
     let m = refused(&get(&b, "/v1/videos/%2E"), 400, "the id \".\"");
     assert!(m.contains("\".\""), "{m}");

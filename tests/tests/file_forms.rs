@@ -7,9 +7,9 @@ use trendwatch_cli::partitioner::{Partitioner, partition_for};
 use trendwatch_cli::replay::{replay, write_alerts};
 use trendwatch_config::Config;
 use trendwatch_core::{Alert, PartitionState, Verdict};
-use trendwatch_proto::EventRecord;
 use trendwatch_loadgen::{Workload, generate};
 use trendwatch_proto::AlertRecord;
+use trendwatch_proto::EventRecord;
 use trendwatch_proto::files::{EventFileWriter, read_alert_file};
 
 /// The engine by hand: one state per partition of `partitions`, each fed the events

@@ -492,8 +492,7 @@ fn bad_input_goes_to_the_dead_letter_topic_and_good_input_is_counted() {
                     trendwatch_cli::partitioner::Partitioner::Crc32,
                     k.as_deref().unwrap_or_default(),
                     2,
-                )
-                    as i32
+                ) as i32
                     == p
             })
             .collect();

@@ -531,7 +531,10 @@ mod tests {
         // A placement trendwatch cannot follow at all.
         for raw in ["random", "fnv1a", "fnv1a_random", "murmur3"] {
             let m = refused("murmur2", raw);
-            assert!(m.contains("only on a topic placed by crc32 or murmur2"), "{m}");
+            assert!(
+                m.contains("only on a topic placed by crc32 or murmur2"),
+                "{m}"
+            );
         }
     }
 

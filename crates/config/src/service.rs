@@ -393,8 +393,9 @@ pub(crate) fn validate_service(
                 "or set topics.events_partitioner = \"{}\" if the topic's producers hash so",
                 p.as_str()
             ),
-            None => "trendwatch can find a video only on a topic placed by crc32 or murmur2"
-                .to_string(),
+            None => {
+                "trendwatch can find a video only on a topic placed by crc32 or murmur2".to_string()
+            }
         };
         errors.push(format!(
             "kafka.\"partitioner\": {name:?} contradicts topics.events_partitioner = \"{}\": a video's events would be produced where the counters do not look for it; drop the property (trendwatch's producers set \"{}\" themselves), {way_out}",

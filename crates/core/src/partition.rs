@@ -449,9 +449,8 @@ impl PartitionState {
         let (expected, cusum_threshold, v_tiers) = self
             .detectors
             .velocity_yardsticks(&v.velocity_baseline, geo);
-        let (corroborated_expected, corroborated_cusum_threshold, corroborated) = self
-            .detectors
-            .corroborated_yardsticks(&v, now, geo);
+        let (corroborated_expected, corroborated_cusum_threshold, corroborated) =
+            self.detectors.corroborated_yardsticks(&v, now, geo);
         let (t_tiers, min_ratio) = self.detectors.trending_yardsticks();
         let vb = &v.velocity_baseline;
         let sb = geo.slot_buckets;

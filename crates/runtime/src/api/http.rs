@@ -163,7 +163,8 @@ async fn video_answer(api: &CounterApi, uri: &Uri) -> Result<Response, Problem> 
             "the events topic's partition count is not known yet; try again in a second",
         )
     })?;
-    let partition = partition_for(api.directory.partitioner, video_id.as_bytes(), partitions) as i32;
+    let partition =
+        partition_for(api.directory.partitioner, video_id.as_bytes(), partitions) as i32;
     if ownership.owns(partition) {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let query = VideoQuery {
@@ -494,26 +495,29 @@ async fn stream(State(api): State<RankerApi>, uri: Uri, headers: HeaderMap) -> R
         }
     }
     let state = (rx, first, slot, api.shutdown.clone());
-    let events = futures::stream::unfold(state, move |(mut rx, mut first, slot, shutdown)| async move {
-        let event = match first.pop_front() {
-            Some(e) => e,
-            None => tokio::select! {
-                () = shutdown.cancelled() => return None,
-                next = rx.recv() => match next {
-                    Ok(e) => sse_event(run, &e),
-                    // What it skipped may still be in the ring, but this stream cannot
-                    // splice it in: the client reloads.
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        counter!(m::API_SSE_RESUMES, "outcome" => ResyncReason::Lagged.code())
-                            .increment(1);
-                        resync_event(ResyncReason::Lagged)
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
+    let events = futures::stream::unfold(
+        state,
+        move |(mut rx, mut first, slot, shutdown)| async move {
+            let event = match first.pop_front() {
+                Some(e) => e,
+                None => tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    next = rx.recv() => match next {
+                        Ok(e) => sse_event(run, &e),
+                        // What it skipped may still be in the ring, but this stream cannot
+                        // splice it in: the client reloads.
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            counter!(m::API_SSE_RESUMES, "outcome" => ResyncReason::Lagged.code())
+                                .increment(1);
+                            resync_event(ResyncReason::Lagged)
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    },
                 },
-            },
-        };
-        Some((Ok::<_, Infallible>(event), (rx, first, slot, shutdown)))
-    });
+            };
+            Some((Ok::<_, Infallible>(event), (rx, first, slot, shutdown)))
+        },
+    );
     counted(
         STREAM,
         Sse::new(events)
@@ -631,22 +635,28 @@ mod tests {
         assert!(legal.starts_with("http/1.1 503"), "{legal}");
         assert!(legal.contains("\"starting\""), "{legal}");
         let members = fetch(addr, "/v1/members").await;
-        assert!(members.contains("\"events_partitioner\":\"crc32\""), "{members}");
+        assert!(
+            members.contains("\"events_partitioner\":\"crc32\""),
+            "{members}"
+        );
     }
 
     /// One server-sent event: name, id and data.
     type Sse = (String, String, String);
 
-    /// Opens `/v1/stream` on `addr` (with `Last-Event-ID: last` if given) on a blocking
-    /// thread and reads `n` events (keep-alive comments skipped), or fails after 10 s.
-    fn read_stream(
+    /// Opens `/v1/stream` on `addr` (with `Last-Event-ID: last` if given) on a thread of its
+    /// own that sends each event (keep-alive comments skipped) as it arrives; the channel
+    /// closes when the stream does or nothing came for 10 s.
+    fn open_stream(
         addr: String,
         last: Option<String>,
-        n: usize,
-    ) -> tokio::task::JoinHandle<Vec<Sse>> {
-        tokio::task::spawn_blocking(move || {
+    ) -> tokio::sync::mpsc::UnboundedReceiver<Sse> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
             use std::io::BufRead;
-            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            let Ok(mut s) = std::net::TcpStream::connect(&addr) else {
+                return;
+            };
             s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             let resume = last.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
             write!(
@@ -656,20 +666,29 @@ mod tests {
             .unwrap();
             let mut r = std::io::BufReader::new(s);
             let mut line = String::new();
-            r.read_line(&mut line).unwrap();
-            assert!(line.contains(" 200 "), "{line}");
+            if r.read_line(&mut line).is_err() || !line.contains(" 200 ") {
+                return;
+            }
             while line != "\r\n" {
                 line.clear();
-                r.read_line(&mut line).unwrap();
+                if r.read_line(&mut line).is_err() {
+                    return;
+                }
             }
             // The chunked body: size line, chunk, CRLF; an event ends with a blank line.
-            let (mut text, mut events) = (String::new(), Vec::new());
-            while events.len() < n {
+            let mut text = String::new();
+            loop {
                 line.clear();
-                r.read_line(&mut line).unwrap();
-                let size = usize::from_str_radix(line.trim(), 16).unwrap();
+                if r.read_line(&mut line).is_err() {
+                    return;
+                }
+                let Ok(size) = usize::from_str_radix(line.trim(), 16) else {
+                    return;
+                };
                 let mut chunk = vec![0; size + 2];
-                r.read_exact(&mut chunk).unwrap();
+                if size == 0 || r.read_exact(&mut chunk).is_err() {
+                    return;
+                }
                 text.push_str(&String::from_utf8_lossy(&chunk[..size]));
                 while let Some(end) = text.find("\n\n") {
                     let event: String = text.drain(..end + 2).collect();
@@ -680,25 +699,34 @@ mod tests {
                             .unwrap_or_default()
                             .to_string()
                     };
-                    if !event.starts_with(':') {
-                        events.push((field("event: "), field("id: "), field("data: ")));
+                    if !event.starts_with(':')
+                        && tx
+                            .send((field("event: "), field("id: "), field("data: ")))
+                            .is_err()
+                    {
+                        return;
                     }
                 }
             }
-            events
-        })
+        });
+        rx
     }
 
-    /// Waits (10 s at most) until more than `before` streams are subscribed to the feed,
-    /// so an event published next is live for the new one rather than raced against its
-    /// subscription. (Streams whose client has gone stay subscribed until the server next
-    /// writes to them, so `before` is counted when the new stream is opened.)
-    async fn subscribed(feed: &RankerFeed, before: usize) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while feed.live.receiver_count() <= before {
-            assert!(std::time::Instant::now() < deadline, "no stream subscribed");
-            tokio::time::sleep(Duration::from_millis(10)).await;
+    /// The next `n` events of a stream (each within 10 s).
+    async fn next_events(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Sse>, n: usize) -> Vec<Sse> {
+        let mut events = Vec::with_capacity(n);
+        while events.len() < n {
+            match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+                Ok(Some(e)) => events.push(e),
+                other => panic!("after {events:?}, the stream ended or stalled: {other:?}"),
+            }
         }
+        events
+    }
+
+    /// `n` events of a new stream.
+    async fn read_stream(addr: String, last: Option<String>, n: usize) -> Vec<Sse> {
+        next_events(&mut open_stream(addr, last), n).await
     }
 
     #[tokio::test]
@@ -717,17 +745,18 @@ mod tests {
         let id = |n: u64| format!("{RUN}-{n}");
 
         // A new client: the newest board at once, its id the stream's place (event 3).
-        let fresh = read_stream(addr.clone(), None, 1).await.unwrap();
+        let fresh = read_stream(addr.clone(), None, 1).await;
         assert_eq!(fresh[0].0, "board");
         assert_eq!(fresh[0].1, id(3));
         assert!(fresh[0].2.contains("\"window_end\":60000"), "{fresh:?}");
 
-        // Back after event 1: events 2 and 3 again, in order, then the next live one.
-        let before = feed.live.receiver_count();
-        let resumed = read_stream(addr.clone(), Some(id(1)), 3);
-        subscribed(&feed, before).await;
+        // Back after event 1: events 2 and 3 again, in order, then the next live one
+        // (published once the first two came, so the stream is subscribed by then).
+        let mut stream = open_stream(addr.clone(), Some(id(1)));
+        let mut resumed = next_events(&mut stream, 2).await;
         feed.alert(&alert("a3", "v3", AlertType::ViralVelocity, 3));
-        let resumed = resumed.await.unwrap();
+        resumed.extend(next_events(&mut stream, 1).await);
+        drop(stream);
         let ids: Vec<&str> = resumed.iter().map(|e| e.1.as_str()).collect();
         assert_eq!(ids, [id(2), id(3), id(4)]);
         assert!(resumed.iter().all(|e| e.0 == "alert"), "{resumed:?}");
@@ -736,10 +765,11 @@ mod tests {
         }
 
         // An id of another run (the ranker restarted): one resync, placed at event 4.
-        let other = read_stream(addr.clone(), Some(format!("{}-2", RUN - 5000)), 1)
-            .await
-            .unwrap();
-        assert_eq!((other[0].0.as_str(), other[0].1.as_str()), ("resync", &*id(4)));
+        let other = read_stream(addr.clone(), Some(format!("{}-2", RUN - 5000)), 1).await;
+        assert_eq!(
+            (other[0].0.as_str(), other[0].1.as_str()),
+            ("resync", &*id(4))
+        );
         assert!(other[0].2.contains("\"reason\":\"other_run\""), "{other:?}");
 
         // Older than the ring: a resync too, then live events.
@@ -747,17 +777,20 @@ mod tests {
             feed.alert(&alert(&format!("b{i}"), "v", AlertType::Trending, 4));
         }
         let newest = 4 + super::super::store::LIVE_EVENTS_KEPT as u64;
-        let before = feed.live.receiver_count();
-        let old = read_stream(addr.clone(), Some(id(2)), 2);
-        subscribed(&feed, before).await;
+        let mut stream = open_stream(addr.clone(), Some(id(2)));
+        let mut old = next_events(&mut stream, 1).await;
         feed.alert(&alert("c", "v", AlertType::Trending, 5));
-        let old = old.await.unwrap();
+        old.extend(next_events(&mut stream, 1).await);
+        drop(stream);
         assert_eq!(old[0].0, "resync");
         assert_eq!(old[0].1, id(newest));
         assert!(old[0].2.contains("\"reason\":\"too_old\""), "{old:?}");
-        assert_eq!((old[1].0.as_str(), old[1].1.as_str()), ("alert", &*id(newest + 1)));
+        assert_eq!(
+            (old[1].0.as_str(), old[1].1.as_str()),
+            ("alert", &*id(newest + 1))
+        );
         // But the oldest held still resumes.
-        let kept = read_stream(addr, Some(id(newest - 1)), 2).await.unwrap();
+        let kept = read_stream(addr, Some(id(newest - 1)), 2).await;
         let ids: Vec<&str> = kept.iter().map(|e| e.1.as_str()).collect();
         assert_eq!(ids, [id(newest), id(newest + 1)]);
     }

@@ -410,7 +410,10 @@ impl RankerFeed {
 
     /// The run's start (ms since the epoch).
     pub fn run(&self) -> i64 {
-        self.ring.lock().unwrap_or_else(PoisonError::into_inner).run()
+        self.ring
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .run()
     }
 
     /// A board was published: kept and sent to live clients (never waits for them).

@@ -434,7 +434,6 @@ pub(crate) mod fixtures {
             emitted_at: 0,
         }
     }
-
 }
 
 #[cfg(test)]
@@ -528,14 +527,20 @@ mod tests {
         // Before any event: the id of "nothing yet" resumes with nothing.
         assert_eq!(seqs(&r.resume("1767571200000-0")), Vec::<u64>::new());
         for i in 1..=5 {
-            let kind = if i % 2 == 0 { LiveKind::Board } else { LiveKind::Alert };
+            let kind = if i % 2 == 0 {
+                LiveKind::Board
+            } else {
+                LiveKind::Alert
+            };
             let e = r.push(kind, json(10));
             assert_eq!(e.seq, i);
         }
         assert_eq!(event_id(r.run(), 3), "1767571200000-3");
         let after = r.resume("1767571200000-3");
         assert_eq!(seqs(&after), [4, 5]);
-        let Resume::After(events) = after else { unreachable!() };
+        let Resume::After(events) = after else {
+            unreachable!()
+        };
         assert_eq!(events[0].kind, LiveKind::Board);
         assert_eq!(seqs(&r.resume("1767571200000-0")), [1, 2, 3, 4, 5]);
         assert_eq!(seqs(&r.resume("1767571200000-5")), Vec::<u64>::new());
@@ -556,8 +561,18 @@ mod tests {
         // Another run's ids, ids from the future, and what this service never sends.
         let other = Resume::Resync(ResyncReason::OtherRun);
         for id in [
-            "999-20", "1001-20", "1000-5000", "", "1000", "1000-", "-5", "1000-+5", "1000-5-6",
-            "abc-1", "1000-99999999999999999999999", " 1000-5",
+            "999-20",
+            "1001-20",
+            "1000-5000",
+            "",
+            "1000",
+            "1000-",
+            "-5",
+            "1000-+5",
+            "1000-5-6",
+            "abc-1",
+            "1000-99999999999999999999999",
+            " 1000-5",
         ] {
             assert_eq!(r.resume(id), other, "{id:?}");
         }
