@@ -37,6 +37,15 @@ fn by_hand(events: &[EventRecord], config: &Config, partitions: u32) -> (Vec<Ale
     (outs.into_iter().flatten().collect(), counted)
 }
 
+/// `events` written to `path` (its extension picks the form).
+fn write_events(path: &std::path::Path, events: &[EventRecord]) {
+    let mut w = EventFileWriter::create(path).unwrap();
+    for e in events {
+        w.write(e).unwrap();
+    }
+    w.finish().unwrap();
+}
+
 #[test]
 fn a_murmur2_replay_splits_videos_as_the_java_client_places_them() {
     let workload = Workload {
@@ -51,11 +60,7 @@ fn a_murmur2_replay_splits_videos_as_the_java_client_places_them() {
     let (events, _truth) = generate(&workload, |_, _| {});
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.pb");
-    let mut w = EventFileWriter::create(&path).unwrap();
-    for e in &events {
-        w.write(e).unwrap();
-    }
-    w.finish().unwrap();
+    write_events(&path, &events);
     let mut config = Config::default();
     config.topics.events_partitioner = Partitioner::Murmur2;
     let murmur2 = replay(&path, None, 4, &config).unwrap();
@@ -86,11 +91,7 @@ fn protobuf_and_json_files_replay_identically_and_match_the_engine() {
     let mut results = Vec::new();
     for name in ["events.pb", "events.jsonl"] {
         let path = dir.path().join(name);
-        let mut w = EventFileWriter::create(&path).unwrap();
-        for e in &events {
-            w.write(e).unwrap();
-        }
-        w.finish().unwrap();
+        write_events(&path, &events);
         results.push(replay(&path, None, 3, &config).unwrap());
     }
     let (pb, json) = (&results[0], &results[1]);

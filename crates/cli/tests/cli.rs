@@ -245,6 +245,64 @@ fn a_json_lines_file_written_by_hand_replays() {
     assert_eq!(r["late"], 1);
 }
 
+/// `replay --partitions 4` places videos by `topics.events_partitioner`, which
+/// `--partitioner` overrides: vid-0 and vid-1 share partition 3 under murmur2 (the Java
+/// client's hash) but not under CRC-32 (0 and 2), so an old event of vid-1 after ten
+/// minutes of vid-0 is behind its partition's watermark only when murmur2 placed them.
+#[test]
+fn replay_splits_by_the_configured_partitioner_and_the_flag_overrides_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("split.jsonl");
+    let t0 = 1_767_571_200_000i64;
+    let mut text = String::new();
+    for i in 0..=60 {
+        text.push_str(&format!(
+            "{{\"event_id\": \"a{i}\", \"video_id\": \"vid-0\", \"kind\": \"VIEW\", \"event_time\": {}}}\n",
+            t0 + i * 10_000
+        ));
+    }
+    text.push_str(&format!(
+        "{{\"event_id\": \"b0\", \"video_id\": \"vid-1\", \"kind\": \"VIEW\", \"event_time\": {t0}}}\n"
+    ));
+    std::fs::write(&input, text).unwrap();
+    let input = input.to_str().unwrap();
+    let run = |env: Option<&str>, flag: &[&str]| -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_trendwatch"));
+        c.args(["replay", "--input", input, "--partitions", "4", "--json"])
+            .args(flag)
+            .env_remove("RUST_LOG")
+            .env_remove("TRENDWATCH__TOPICS__EVENTS_PARTITIONER");
+        if let Some(p) = env {
+            c.env("TRENDWATCH__TOPICS__EVENTS_PARTITIONER", p);
+        }
+        c.output().unwrap()
+    };
+    let split = |out: Output| -> (String, u64) {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let r = &r["replay"];
+        (
+            r["partitioner"].as_str().unwrap().to_string(),
+            r["late"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(split(run(None, &[])), ("crc32".to_string(), 0));
+    assert_eq!(split(run(Some("murmur2"), &[])), ("murmur2".to_string(), 1));
+    let flag = ["--partitioner", "murmur2"];
+    assert_eq!(split(run(None, &flag)), ("murmur2".to_string(), 1));
+    let flag = ["--partitioner", "crc32"];
+    assert_eq!(split(run(Some("murmur2"), &flag)), ("crc32".to_string(), 0));
+    // A hash it cannot follow is refused, naming the two it can.
+    let out = run(None, &["--partitioner", "fnv1a"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("crc32") && err.contains("murmur2"), "{err}");
+}
+
 /// Serves one HTTP answer with `status` on a fresh port and returns the port.
 fn one_answer(status: &'static str) -> u16 {
     use std::io::{Read, Write};
