@@ -12,6 +12,14 @@ use serde::{Deserialize, Serialize};
 pub const FINE_SLOTS: usize = 16;
 /// How many coarse slots a video keeps (the trending-window ring).
 pub const COARSE_SLOTS: usize = 17;
+/// How many velocity windows of net likes a video keeps beyond its fine buckets, one small
+/// count each: what the scan windows longer than the velocity window read.
+pub const LIKE_SLOTS: usize = 8;
+/// The longest scan window, in velocity windows. An alert's `previous_count` is the window
+/// before the one that fired, so a video must remember twice this many velocity windows:
+/// the [`LIKE_SLOTS`] it keeps plus at least the two whole ones its fine buckets still hold
+/// (a velocity window is at most half of them), the open one aside.
+pub const MAX_LONG_WINDOW: usize = 5;
 /// The most alert tiers a detector may configure.
 pub const MAX_TIERS: usize = 8;
 /// The most scan windows the velocity detector may configure.
@@ -102,9 +110,16 @@ pub struct VelocityConfig {
     /// The false-alarm budget: expected false alerts per tracked video per day if its likes
     /// follow its baseline (a Poisson process). Sets both tests' thresholds.
     pub false_alarms_per_video_day: f64,
-    /// The scan's windows, each a multiple of `engine.windows.bucket`, at most the velocity
-    /// window. Each ends with the newest bucket, open or not. Empty (the default): one, two
-    /// and three buckets and the velocity window, so the set follows the geometry.
+    /// The scan's windows, each ending with the newest bucket, open or not. A **short** one
+    /// is a multiple of `engine.windows.bucket`, at most the velocity window, and spans
+    /// exactly that many buckets. A **long** one is a multiple of the velocity window, at
+    /// most [`MAX_LONG_WINDOW`] of them, and spans that many whole velocity windows of the
+    /// bucket clock, the newest one open: `3m` at 10 s buckets and a 1 min velocity window
+    /// covers between 2 min 10 s and 3 min. Long windows carry the evidence of slow rises
+    /// on quiet videos, and are read only while each velocity window they cover holds
+    /// between -127 and 126 net likes (a busier video has the short windows' evidence).
+    /// Empty (the default): one and three buckets, the velocity window and three and five
+    /// velocity windows (10 s, 30 s, 1 min, 3 min, 5 min), so the set follows the geometry.
     #[serde(with = "humantime_serde_vec")]
     pub scan_windows: Vec<Duration>,
     /// The baseline a video is tested against until its own is higher, in net likes per
@@ -304,10 +319,11 @@ impl VelocityConfig {
         if !self.scan_windows.is_empty() {
             return self.scan_windows.clone();
         }
-        let mut all: Vec<Duration> = (1..=3)
+        let mut all: Vec<Duration> = [1, 3]
             .map(|k| windows.bucket * k)
+            .into_iter()
             .filter(|d| *d <= windows.velocity_window)
-            .chain([windows.velocity_window])
+            .chain([1, 3, 5].map(|k| windows.velocity_window * k))
             .collect();
         all.dedup();
         all
@@ -396,13 +412,19 @@ impl EngineConfig {
                 v.scan_windows.len()
             ));
         }
-        if bucket > 0
-            && v.scan_windows
-                .iter()
-                .any(|d| ms(*d) == 0 || !ms(*d).is_multiple_of(bucket) || *d > w.velocity_window)
-        {
+        let velocity = ms(w.velocity_window);
+        let fits = |d: &Duration| {
+            let d = ms(*d);
+            let short = d > 0 && d.is_multiple_of(bucket) && d <= velocity;
+            let long = d > 0
+                && velocity > 0
+                && d.is_multiple_of(velocity)
+                && d / velocity <= MAX_LONG_WINDOW as u128;
+            short || long
+        };
+        if bucket > 0 && !v.scan_windows.iter().all(fits) {
             errors.push(format!(
-                "engine.velocity.scan_windows: each must be a positive multiple of engine.windows.bucket ({bucket}ms) and at most engine.windows.velocity_window"
+                "engine.velocity.scan_windows: each must be a positive multiple of engine.windows.bucket ({bucket}ms) up to engine.windows.velocity_window, or a multiple of the velocity window ({velocity}ms) up to {MAX_LONG_WINDOW} of them"
             ));
         }
         if v.scan_windows.windows(2).any(|p| p[0] >= p[1]) {

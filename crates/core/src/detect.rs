@@ -8,7 +8,10 @@
 //! - the **scan**: for each scan window of `k` buckets ending with the newest bucket (open
 //!   or not), the exact Poisson tail `P(X >= S | k λ)` of its count `S`; it passes when
 //!   the tail is at most `α = (B / 2) / (windows × buckets per day)` and `S >= tier₁ k λ`.
-//!   That is a generalized likelihood-ratio test over a few change points, fast on jumps;
+//!   That is a generalized likelihood-ratio test over a few change points, fast on jumps.
+//!   Its long windows (whole velocity windows of the bucket clock, read from the like
+//!   slots a video keeps beyond its fine buckets) carry a slow rise on a quiet video, a
+//!   few likes a minute that no single minute shows;
 //! - the **CUSUM** of the log-likelihood ratio of "rate `ρ λ`" (ρ = the first tier) against
 //!   "rate `λ`", one step per bucket: `C = max(0, C + x ln ρ - (ρ - 1) λ)`. It passes at
 //!   `C >= h = ln(2 × buckets per day / B)` (Lorden's bound: the mean time to a false alarm
@@ -40,7 +43,7 @@
 //! than firing) → ENDED → cooldown → quiet. Every alert id is a hash of video, type, tier
 //! and episode start, so a re-run emits the same ids.
 
-use crate::config::{COARSE_SLOTS, EngineConfig, FINE_SLOTS};
+use crate::config::{COARSE_SLOTS, EngineConfig, FINE_SLOTS, LIKE_SLOTS, MAX_LONG_WINDOW};
 use crate::event::{Alert, AlertType, EventKind};
 use crate::hash::stable_id;
 use crate::video::{Baseline, CAPPED_SLOTS, EpisodeState, Phase, VideoState, capped_index};
@@ -90,10 +93,11 @@ impl Geometry {
     }
 
     /// What a snapshot must agree on to be restored (the ring sizes of this build included).
-    pub(crate) fn fingerprint(&self) -> [i64; 8] {
+    pub(crate) fn fingerprint(&self) -> [i64; 9] {
         [
             FINE_SLOTS as i64,
             COARSE_SLOTS as i64,
+            LIKE_SLOTS as i64,
             self.bucket_ms,
             self.velocity_buckets,
             self.slot_ms,
@@ -109,8 +113,8 @@ impl Geometry {
 pub(crate) struct Detectors {
     weights: [i32; 5],
     v_decay: f64,
-    /// Scan windows, in buckets, ascending.
-    v_scan: Vec<i64>,
+    /// Scan windows, ascending.
+    v_scan: Vec<ScanWindow>,
     /// The thresholds of an uncorroborated rise (the budget itself) and of a corroborated
     /// one (the budget times `corroborated_budget_factor`).
     v_plain: Level,
@@ -119,6 +123,8 @@ pub(crate) struct Detectors {
     v_views_per_like: f64,
     /// Per scan window, the lesser of the two levels' least counts: the first check.
     v_scan_least: Vec<i64>,
+    /// The most like slots a scan window spans (0 without long windows).
+    v_long_slots: usize,
     /// `ln ρ` and `ρ - 1` of the CUSUM (ρ = the first tier).
     v_ln_rho: f64,
     v_rho_less_one: f64,
@@ -165,6 +171,55 @@ struct Corroboration {
     interactions: i64,
 }
 
+/// One window of the scan test.
+#[derive(Clone, Copy, Debug)]
+struct ScanWindow {
+    /// The buckets it spans: exactly (a short window) or at most (a long one).
+    buckets: i64,
+    /// The whole velocity windows (like slots) a long window spans, the newest open; 0
+    /// for a short window.
+    slots: usize,
+}
+
+impl ScanWindow {
+    /// The buckets it spans when the newest bucket is `now`.
+    fn span(&self, now: i64, g: &Geometry) -> i64 {
+        if self.slots == 0 {
+            self.buckets
+        } else {
+            let n = g.velocity_buckets;
+            now - (now.div_euclid(n) - self.slots as i64 + 1) * n + 1
+        }
+    }
+
+    /// The fewest buckets it can span.
+    fn shortest(&self, g: &Geometry) -> i64 {
+        if self.slots == 0 {
+            self.buckets
+        } else {
+            (self.slots as i64 - 1) * g.velocity_buckets + 1
+        }
+    }
+}
+
+/// The scan window that passed with the highest tier, as it was read.
+#[derive(Clone, Copy, Debug)]
+struct ScanHit {
+    /// Which of the configured windows.
+    window: usize,
+    /// The buckets it spanned and the net likes in them.
+    buckets: i64,
+    count: i64,
+    /// `ln P(X >= count)` at the baseline.
+    ln_tail: f64,
+}
+
+/// Net likes in the `slots` newest like slots (`recent` newest first, as
+/// [`VideoState::recent_slot_likes`] gives them), if each is known.
+fn long_count(recent: &[Option<i64>], slots: usize) -> Option<i64> {
+    recent.get(..slots)?.iter().copied().sum()
+}
+
 /// What one evaluation saw, for the alert it may emit.
 struct Reading {
     count: i64,
@@ -188,8 +243,8 @@ const LN_FACTORIAL_TABLE: usize = 256;
 struct Evidence {
     /// The tier to fire or escalate at.
     tier: usize,
-    /// The scan window that passed with the highest tier (buckets) and its log tail.
-    scan: Option<(i64, f64)>,
+    /// The scan window that passed with the highest tier.
+    scan: Option<ScanHit>,
     /// The CUSUM, if it passed, and the bucket where its run began.
     cusum: Option<(f64, i64)>,
     /// The views that loosened the thresholds, if they did.
@@ -213,11 +268,22 @@ impl Detectors {
             acc += (k as f64).ln();
             ln_factorial.push(acc);
         }
-        let v_scan: Vec<i64> = v
+        let v_scan: Vec<ScanWindow> = v
             .effective_scan_windows(&c.windows)
             .iter()
-            .map(|d| (ms(*d) / g.bucket_ms).max(1))
+            .map(|d| {
+                let buckets = (ms(*d) / g.bucket_ms).max(1);
+                let slots = if buckets > g.velocity_buckets {
+                    usize::try_from(buckets / g.velocity_buckets)
+                        .unwrap_or(MAX_LONG_WINDOW)
+                        .min(MAX_LONG_WINDOW)
+                } else {
+                    0
+                };
+                ScanWindow { buckets, slots }
+            })
             .collect();
+        let v_long_slots = v_scan.iter().map(|w| w.slots).max().unwrap_or(0);
         let buckets_per_day = (86_400_000 / g.bucket_ms).max(1) as f64;
         let budget = v.false_alarms_per_video_day.clamp(1e-300, 1.0);
         let window_of =
@@ -243,6 +309,7 @@ impl Detectors {
             v_corroborated,
             v_views_per_like: v.corroborating_views_per_like,
             v_scan_least: Vec::new(),
+            v_long_slots,
             v_ln_rho: rho.ln(),
             v_rho_less_one: rho - 1.0,
             v_z_clear: v.z_clear,
@@ -265,8 +332,8 @@ impl Detectors {
             let per_bucket = l.prior / g.velocity_buckets as f64;
             d.v_scan
                 .iter()
-                .map(|&k| {
-                    let e = k as f64 * per_bucket;
+                .map(|w| {
+                    let e = w.shortest(g) as f64 * per_bucket;
                     (1..=1_000_000i64)
                         .find(|&s| d.ln_poisson_tail(s, e) <= l.ln_alpha)
                         .unwrap_or(i64::MAX)
@@ -520,9 +587,28 @@ impl Detectors {
         let least_per_bucket = self
             .scan_per_bucket(b, &self.v_plain, g)
             .min(self.scan_per_bucket(b, &self.v_corroborated, g));
-        let mut scan: Option<(usize, i64, f64)> = None;
-        for (i, &k) in self.v_scan.iter().enumerate() {
-            let count = v.likes_window(now, k);
+        let mut scan: Option<(usize, ScanHit)> = None;
+        // The like slots the long windows read, once a long window is reached.
+        let mut recent = None;
+        let events = i64::from(v.events);
+        for (i, w) in self.v_scan.iter().enumerate() {
+            // No window holds more net likes than the video has events: most videos are
+            // cold, and this skips their windows unread.
+            if events < self.v_scan_least[i] {
+                continue;
+            }
+            let k = w.span(now, g);
+            let count = if w.slots == 0 {
+                v.likes_window(now, k)
+            } else {
+                let recent = recent.get_or_insert_with(|| {
+                    v.recent_slot_likes(now, g.velocity_buckets, self.v_long_slots)
+                });
+                match long_count(recent, w.slots) {
+                    Some(count) => count,
+                    None => continue,
+                }
+            };
             if count < self.v_scan_least[i]
                 || (count as f64) < first_tier * k as f64 * least_per_bucket
             {
@@ -540,8 +626,14 @@ impl Detectors {
             }
             let ratio = count as f64 / expected;
             let tier = self.v_tiers.iter().rposition(|&t| ratio >= t).unwrap_or(0);
-            if scan.is_none_or(|(t, _, l)| tier > t || (tier == t && ln_tail < l)) {
-                scan = Some((tier, k, ln_tail));
+            if scan.is_none_or(|(t, hit)| tier > t || (tier == t && ln_tail < hit.ln_tail)) {
+                let hit = ScanHit {
+                    window: i,
+                    buckets: k,
+                    count,
+                    ln_tail,
+                };
+                scan = Some((tier, hit));
             }
         }
         // The CUSUM through the open buckets, as if they closed now.
@@ -569,8 +661,8 @@ impl Detectors {
             return None;
         }
         Some(Evidence {
-            tier: scan.map_or(0, |(t, _, _)| t),
-            scan: scan.map(|(_, k, l)| (k, l)),
+            tier: scan.map_or(0, |(t, _)| t),
+            scan: scan.map(|(_, hit)| hit),
             cusum,
             corroboration,
         })
@@ -676,8 +768,24 @@ impl Detectors {
         } else {
             self.expected_per_bucket(&v.velocity_baseline, g)
         };
-        let k = e.scan.map_or(g.velocity_buckets, |(k, _)| k);
-        let count = v.likes_window(now, k);
+        let (k, count, previous) = match e.scan {
+            Some(hit) => {
+                let slots = self.v_scan[hit.window].slots;
+                let previous = if slots == 0 {
+                    v.likes_window(now - hit.buckets, hit.buckets)
+                } else {
+                    // The same number of whole like slots before it (a video remembers
+                    // twice the longest window); a slot out of range counts as none.
+                    let recent = v.recent_slot_likes(now, g.velocity_buckets, 2 * slots);
+                    recent[slots..2 * slots].iter().flatten().sum()
+                };
+                (hit.buckets, hit.count, previous)
+            }
+            None => {
+                let k = g.velocity_buckets;
+                (k, v.likes_window(now, k), v.likes_window(now - k, k))
+            }
+        };
         let expected = k as f64 * per_bucket;
         let minutes = (k * g.bucket_ms) as f64 / 60_000.0;
         let lr = if count > 0 && (count as f64) > expected {
@@ -687,7 +795,7 @@ impl Detectors {
         };
         let r = Reading {
             count,
-            previous: v.likes_window(now - k, k),
+            previous,
             mean: expected,
             stddev: expected.sqrt(),
             z: lr.max(0.0).sqrt(),
@@ -704,7 +812,7 @@ impl Detectors {
             if thresholds.budget == 1.0 { "" } else { "s" }
         );
         let mut why = match e.scan {
-            Some((_, ln_tail)) => format!(
+            Some(ScanHit { ln_tail, .. }) => format!(
                 "{count} net likes in the last {} against {} expected from the video's baseline of {per_min:.2}/min ({:.1}x, tier {tier} at {threshold}x): a chance of 1 in {} at the baseline rate, beyond {level} (1 in {} per window tested)",
                 span(k * g.bucket_ms),
                 amount(expected),

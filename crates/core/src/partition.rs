@@ -92,7 +92,7 @@ pub struct VideoCounts {
 const SNAPSHOT_MAGIC: &[u8; 4] = b"TWPS";
 /// Version 2: the sequential velocity tests (CUSUM state per video), view-capped trending
 /// tallies and a variance-free trending baseline. Version 1 snapshots are refused.
-const SNAPSHOT_VERSION: u16 = 2;
+const SNAPSHOT_VERSION: u16 = 3;
 /// Victims sampled per admission decision once the cap is reached.
 const EVICTION_SAMPLES: usize = 8;
 
@@ -635,7 +635,7 @@ impl PartitionState {
             .catch_up_velocity(v, self.clock.next_bucket - 1, started, geo);
         self.detectors
             .catch_up_trending(v, self.clock.next_slot - 1, started, geo);
-        v.advance_head(bucket, geo.slot_buckets);
+        v.advance_head(bucket, geo.slot_buckets, geo.velocity_buckets);
         v.events = v.events.saturating_add(1);
         let bucket = i64::from(bucket);
         let like_delta = match kind {
@@ -645,6 +645,7 @@ impl PartitionState {
         };
         if like_delta != 0 {
             bump(&mut v.likes[fine_index(bucket)], like_delta);
+            v.fold_late_like(bucket, i64::from(like_delta), geo.velocity_buckets);
         }
         let slot = bucket.div_euclid(slot_buckets);
         let weight = self.capped_weight(idx, kind, slot);
@@ -952,7 +953,7 @@ impl PartitionState {
         let version = u16::from_le_bytes(*version);
         if version != SNAPSHOT_VERSION {
             let why = if version < SNAPSHOT_VERSION {
-                "it was written by an older trendwatch whose detectors kept other state (version 2 brought the sequential velocity tests and view-capped trending); start this partition from an empty state or keep the older release (docs/OPERATIONS.md, upgrades)"
+                "it was written by an older trendwatch whose detectors kept other state (version 2 brought the sequential velocity tests and view-capped trending, version 3 the like counts of the long scan windows); start this partition from an empty state or keep the older release (docs/OPERATIONS.md, upgrades)"
             } else {
                 "it was written by a newer trendwatch; roll forward again or start from an empty state"
             };
@@ -1005,7 +1006,7 @@ impl PartitionState {
 
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
-    geometry: [i64; 8],
+    geometry: [i64; 9],
     max_videos: u64,
     videos: &'a Vec<Option<VideoState>>,
     creators: &'a CreatorTable,
@@ -1021,7 +1022,7 @@ struct SnapshotRef<'a> {
 
 #[derive(Deserialize)]
 struct SnapshotOwned {
-    geometry: [i64; 8],
+    geometry: [i64; 9],
     max_videos: u64,
     videos: Vec<Option<VideoState>>,
     creators: CreatorTable,

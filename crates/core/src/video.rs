@@ -1,4 +1,5 @@
-//! Per-video state: two rings of counts (fine buckets of net likes for velocity, coarse
+//! Per-video state: three rings of counts (fine buckets of net likes for velocity, the
+//! net likes of whole velocity windows before them for the long scan windows, coarse
 //! slots of weighted engagement for trending), the baselines learned from them, the
 //! velocity CUSUM, the view-cap tallies of the newest slots, and the state of each
 //! detector's episode. Fixed size, no heap beyond long ids.
@@ -6,7 +7,7 @@
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{COARSE_SLOTS, FINE_SLOTS};
+use crate::config::{COARSE_SLOTS, FINE_SLOTS, LIKE_SLOTS};
 
 /// Where a detector's episode stands for one video.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,7 +132,7 @@ impl LevelBaseline {
 /// How many of a video's newest trending slots keep the tallies the view cap needs.
 pub(crate) const CAPPED_SLOTS: usize = 2;
 
-/// Everything the engine keeps for one tracked video: 248 bytes with ids up to 24 bytes
+/// Everything the engine keeps for one tracked video: 256 bytes with ids up to 24 bytes
 /// inline (checked by a test), so a million tracked videos fit in a quarter of a gigabyte.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct VideoState {
@@ -142,6 +143,14 @@ pub(crate) struct VideoState {
     pub(crate) events: u32,
     /// Net likes per fine bucket; valid for buckets in `(head - FINE_SLOTS, head]`.
     pub(crate) likes: [i32; FINE_SLOTS],
+    /// Net likes of each whole velocity window of the bucket clock (a *like slot*: buckets
+    /// `[s n, (s + 1) n)` for `n` buckets per velocity window) whose first bucket has left
+    /// the fine ring, indexed by `s % LIKE_SLOTS`; valid for like slots in
+    /// `(folded - LIKE_SLOTS, folded]`, `folded` being the like slot of bucket
+    /// `head - FINE_SLOTS`. A slot is folded whole when its first bucket leaves (all of it
+    /// is in the ring then), so the count is exact; [`i8::MAX`] and [`i8::MIN`] stand for
+    /// "more than 126" and "fewer than -127".
+    pub(crate) slot_likes: [i8; LIKE_SLOTS],
     /// Weighted engagement per coarse slot, views capped (see `slot_views`); valid for
     /// slots in `(head_slot - COARSE_SLOTS, head_slot]`, where `head_slot` is the slot of
     /// `head`.
@@ -175,6 +184,7 @@ impl VideoState {
             creator,
             events: 0,
             likes: [0; FINE_SLOTS],
+            slot_likes: [0; LIKE_SLOTS],
             score: [0; COARSE_SLOTS],
             slot_interactions: [0; CAPPED_SLOTS],
             slot_views: [0; CAPPED_SLOTS],
@@ -190,13 +200,23 @@ impl VideoState {
     }
 
     /// Moves the rings forward so `bucket` (in slot `bucket / slot_buckets`) is writable,
-    /// zeroing what falls out.
-    pub(crate) fn advance_head(&mut self, bucket: u32, slot_buckets: i64) {
+    /// folding the like slots (of `like_buckets` buckets) whose first bucket leaves the fine
+    /// ring and zeroing what falls out.
+    pub(crate) fn advance_head(&mut self, bucket: u32, slot_buckets: i64, like_buckets: i64) {
         if bucket <= self.head {
             return;
         }
         let head = self.head();
         let bucket_wide = i64::from(bucket);
+        let folded = (head - FINE_SLOTS as i64).div_euclid(like_buckets);
+        let folding = (bucket_wide - FINE_SLOTS as i64).div_euclid(like_buckets);
+        // Slots after `folded` start after head - FINE_SLOTS: all of each is still in the
+        // ring (or not yet written), read before the ring moves.
+        for s in (folded + 1).max(folding - LIKE_SLOTS as i64 + 1)..=folding {
+            let first = s * like_buckets;
+            let sum = self.likes_window(first + like_buckets - 1, like_buckets);
+            self.slot_likes[like_index(s)] = saturate_slot(sum);
+        }
         if bucket_wide - head >= FINE_SLOTS as i64 {
             self.likes = [0; FINE_SLOTS];
         } else {
@@ -240,6 +260,55 @@ impl VideoState {
     /// Net likes in the `n` buckets ending with `last`.
     pub(crate) fn likes_window(&self, last: i64, n: i64) -> i64 {
         (last - n + 1..=last).map(|b| self.likes_at(b)).sum()
+    }
+
+    /// Adds a like (`delta` 1) or an unlike (-1) counted in bucket `b` to its like slot if
+    /// that slot is already folded. The engine never counts an event that far back (the
+    /// ring holds the allowed lateness with room to spare), so this only keeps the slots
+    /// exact whatever the geometry.
+    pub(crate) fn fold_late_like(&mut self, b: i64, delta: i64, like_buckets: i64) {
+        // A folded slot ends before head - FINE_SLOTS + like_buckets.
+        if b >= self.head() - FINE_SLOTS as i64 + like_buckets {
+            return;
+        }
+        let s = b.div_euclid(like_buckets);
+        let folded = (self.head() - FINE_SLOTS as i64).div_euclid(like_buckets);
+        if s <= folded && s > folded - LIKE_SLOTS as i64 {
+            let i = like_index(s);
+            let x = self.slot_likes[i];
+            if x != i8::MAX && x != i8::MIN {
+                self.slot_likes[i] = saturate_slot(i64::from(x) + delta);
+            }
+        }
+    }
+
+    /// Net likes of the `n` newest like slots, newest first: `out[j]` is like slot
+    /// `now / like_buckets - j`, counted up to bucket `now` (the newest one is partial),
+    /// `None` where the count is outside `[-127, 126]` (or, for a slot older than the
+    /// video remembers, unknown); the rest of `out` is `None`. `now` is at or after the
+    /// head.
+    pub(crate) fn recent_slot_likes(
+        &self,
+        now: i64,
+        like_buckets: i64,
+        n: usize,
+    ) -> [Option<i64>; 2 * crate::config::MAX_LONG_WINDOW] {
+        let mut out = [None; 2 * crate::config::MAX_LONG_WINDOW];
+        let folded = (self.head() - FINE_SLOTS as i64).div_euclid(like_buckets);
+        let now_slot = now.div_euclid(like_buckets);
+        for (j, slot) in out.iter_mut().enumerate().take(n) {
+            let s = now_slot - j as i64;
+            let count = if s > folded {
+                let last = ((s + 1) * like_buckets - 1).min(now);
+                Some(self.likes_window(last, last - s * like_buckets + 1))
+            } else if s > folded - LIKE_SLOTS as i64 {
+                Some(i64::from(self.slot_likes[like_index(s)]))
+            } else {
+                None
+            };
+            *slot = count.filter(|c| (-127..=126).contains(c));
+        }
+        out
     }
 
     /// Weighted engagement in coarse slot `s` (0 outside the ring).
@@ -287,6 +356,21 @@ pub(crate) fn coarse_index(s: i64) -> usize {
     s.rem_euclid(COARSE_SLOTS as i64) as usize
 }
 
+pub(crate) fn like_index(s: i64) -> usize {
+    s.rem_euclid(LIKE_SLOTS as i64) as usize
+}
+
+/// A like slot's count as stored: exact in `[-127, 126]`, else the sign's extreme.
+fn saturate_slot(x: i64) -> i8 {
+    if x > 126 {
+        i8::MAX
+    } else if x < -127 {
+        i8::MIN
+    } else {
+        x as i8
+    }
+}
+
 pub(crate) fn capped_index(s: i64) -> usize {
     s.rem_euclid(CAPPED_SLOTS as i64) as usize
 }
@@ -323,10 +407,10 @@ mod tests {
         let mut v = VideoState::new("v", 0, 100, 0);
         v.likes[fine_index(100)] = 5;
         assert_eq!(v.likes_at(100), 5);
-        v.advance_head(110, 6);
+        v.advance_head(110, 6, 6);
         assert_eq!(v.likes_at(100), 5);
         assert_eq!(v.likes_window(110, 16), 5);
-        v.advance_head(116, 6);
+        v.advance_head(116, 6, 6);
         assert_eq!(v.likes_at(100), 0);
     }
 }
@@ -337,6 +421,6 @@ mod size {
     fn a_tracked_video_stays_small() {
         let size = std::mem::size_of::<Option<super::VideoState>>();
         println!("Option<VideoState> = {size} bytes");
-        assert!(size <= 248, "{size}");
+        assert!(size <= 256, "{size}");
     }
 }

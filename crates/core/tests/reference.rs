@@ -353,7 +353,25 @@ impl Reference {
         let rho = cfg.tiers[0];
         let mut best: Option<(usize, i64, f64)> = None;
         for d in &scan {
-            let k = ms(*d) / self.b;
+            // A short window spans its buckets; a long one (beyond the velocity window)
+            // whole velocity windows of the bucket clock, the newest open, and is read
+            // only while each of them holds -127 to 126 net likes.
+            let mut k = ms(*d) / self.b;
+            if k > self.n {
+                let first = (now.div_euclid(self.n) - k / self.n + 1) * self.n;
+                let slot_in_range = (first..=now).step_by(self.n as usize).all(|s| {
+                    let x: i64 = v
+                        .likes
+                        .range(s..(s + self.n).min(now + 1))
+                        .map(|(_, x)| *x)
+                        .sum();
+                    (-127..=126).contains(&x)
+                });
+                if !slot_in_range {
+                    continue;
+                }
+                k = now - first + 1;
+            }
             let count: i64 = v.likes.range(now - k + 1..=now).map(|(_, x)| *x).sum();
             let expected = k as f64 * scan_lambda;
             if (count as f64) < rho * expected || count <= 0 {
