@@ -90,8 +90,9 @@ pub struct VideoCounts {
 }
 
 const SNAPSHOT_MAGIC: &[u8; 4] = b"TWPS";
-/// Version 2: the sequential velocity tests (CUSUM state per video), view-capped trending
-/// tallies and a variance-free trending baseline. Version 1 snapshots are refused.
+/// Version 3: each video's like slots for the long scan windows. Version 2 brought the
+/// sequential velocity tests (CUSUM state per video), view-capped trending tallies and a
+/// variance-free trending baseline. Older snapshots are refused.
 const SNAPSHOT_VERSION: u16 = 3;
 /// Victims sampled per admission decision once the cap is reached.
 const EVICTION_SAMPLES: usize = 8;
