@@ -645,8 +645,14 @@ impl PartitionState {
             _ => 0,
         };
         if like_delta != 0 {
+            // A counted event is at most the allowed lateness behind the partition's
+            // newest (validated to leave two velocity windows of the fine ring), so its
+            // like slot is never one already folded into `slot_likes`.
+            debug_assert!(
+                bucket >= v.head() - crate::config::FINE_SLOTS as i64 + geo.velocity_buckets,
+                "a like counted into a folded like slot"
+            );
             bump(&mut v.likes[fine_index(bucket)], like_delta);
-            v.fold_late_like(bucket, i64::from(like_delta), geo.velocity_buckets);
         }
         let slot = bucket.div_euclid(slot_buckets);
         let weight = self.capped_weight(idx, kind, slot);

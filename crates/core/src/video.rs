@@ -7,7 +7,7 @@
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{COARSE_SLOTS, FINE_SLOTS, LIKE_SLOTS};
+use crate::config::{COARSE_SLOTS, FINE_SLOTS, LIKE_SLOTS, MAX_LONG_WINDOW};
 
 /// Where a detector's episode stands for one video.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,7 +149,8 @@ pub(crate) struct VideoState {
     /// `(folded - LIKE_SLOTS, folded]`, `folded` being the like slot of bucket
     /// `head - FINE_SLOTS`. A slot is folded whole when its first bucket leaves (all of it
     /// is in the ring then), so the count is exact; [`i8::MAX`] and [`i8::MIN`] stand for
-    /// "more than 126" and "fewer than -127".
+    /// "more than 126" and "fewer than -127". No like is counted into a folded slot (the
+    /// fine ring holds the allowed lateness with two velocity windows to spare).
     pub(crate) slot_likes: [i8; LIKE_SLOTS],
     /// Weighted engagement per coarse slot, views capped (see `slot_views`); valid for
     /// slots in `(head_slot - COARSE_SLOTS, head_slot]`, where `head_slot` is the slot of
@@ -262,26 +263,6 @@ impl VideoState {
         (last - n + 1..=last).map(|b| self.likes_at(b)).sum()
     }
 
-    /// Adds a like (`delta` 1) or an unlike (-1) counted in bucket `b` to its like slot if
-    /// that slot is already folded. The engine never counts an event that far back (the
-    /// ring holds the allowed lateness with room to spare), so this only keeps the slots
-    /// exact whatever the geometry.
-    pub(crate) fn fold_late_like(&mut self, b: i64, delta: i64, like_buckets: i64) {
-        // A folded slot ends before head - FINE_SLOTS + like_buckets.
-        if b >= self.head() - FINE_SLOTS as i64 + like_buckets {
-            return;
-        }
-        let s = b.div_euclid(like_buckets);
-        let folded = (self.head() - FINE_SLOTS as i64).div_euclid(like_buckets);
-        if s <= folded && s > folded - LIKE_SLOTS as i64 {
-            let i = like_index(s);
-            let x = self.slot_likes[i];
-            if x != i8::MAX && x != i8::MIN {
-                self.slot_likes[i] = saturate_slot(i64::from(x) + delta);
-            }
-        }
-    }
-
     /// Net likes of the `n` newest like slots, newest first: `out[j]` is like slot
     /// `now / like_buckets - j`, counted up to bucket `now` (the newest one is partial),
     /// `None` where the count is outside `[-127, 126]` (or, for a slot older than the
@@ -292,8 +273,8 @@ impl VideoState {
         now: i64,
         like_buckets: i64,
         n: usize,
-    ) -> [Option<i64>; 2 * crate::config::MAX_LONG_WINDOW] {
-        let mut out = [None; 2 * crate::config::MAX_LONG_WINDOW];
+    ) -> [Option<i64>; 2 * MAX_LONG_WINDOW] {
+        let mut out = [None; 2 * MAX_LONG_WINDOW];
         let folded = (self.head() - FINE_SLOTS as i64).div_euclid(like_buckets);
         let now_slot = now.div_euclid(like_buckets);
         for (j, slot) in out.iter_mut().enumerate().take(n) {
