@@ -16,6 +16,19 @@ pub(crate) struct CreatorTable {
     free: Vec<u32>,
     #[serde(skip)]
     index: HashTable<u32>,
+    /// Heap bytes of the ids too long to be inline, kept as ids come and go so the memory
+    /// gauge does not walk every id at each tick.
+    #[serde(skip)]
+    heap: usize,
+}
+
+/// Heap bytes of one id (0 for the inline ones).
+fn id_heap_bytes(id: &CompactString) -> usize {
+    if id.is_heap_allocated() {
+        id.capacity()
+    } else {
+        0
+    }
 }
 
 impl CreatorTable {
@@ -31,6 +44,7 @@ impl CreatorTable {
             return h;
         }
         let id = CompactString::new(creator_id);
+        self.heap += id_heap_bytes(&id);
         let h = match self.free.pop() {
             Some(h) => {
                 self.ids[h as usize] = id;
@@ -60,7 +74,8 @@ impl CreatorTable {
             if let Ok(e) = self.index.find_entry(hash, |&x| x == h) {
                 e.remove();
             }
-            self.ids[h as usize] = CompactString::default();
+            let gone = std::mem::take(&mut self.ids[h as usize]);
+            self.heap = self.heap.saturating_sub(id_heap_bytes(&gone));
             self.free.push(h);
         }
     }
@@ -72,6 +87,7 @@ impl CreatorTable {
 
     /// Rebuilds the look-up index after deserializing.
     pub(crate) fn rebuild_index(&mut self) {
+        self.heap = self.ids.iter().map(id_heap_bytes).sum();
         self.index.clear();
         for (h, id) in self.ids.iter().enumerate() {
             if self.refs[h] > 0 {
@@ -89,21 +105,15 @@ impl CreatorTable {
     }
 
     pub(crate) fn memory_bytes(&self) -> usize {
-        let heap: usize = self
-            .ids
-            .iter()
-            .map(|s| {
-                if s.is_heap_allocated() {
-                    s.capacity()
-                } else {
-                    0
-                }
-            })
-            .sum();
+        debug_assert_eq!(
+            self.heap,
+            self.ids.iter().map(id_heap_bytes).sum::<usize>(),
+            "the creator ids' running heap tally"
+        );
         self.ids.capacity() * std::mem::size_of::<CompactString>()
             + (self.refs.capacity() + self.free.capacity()) * 4
             + self.index.capacity() * 5
-            + heap
+            + self.heap
     }
 }
 
@@ -124,5 +134,23 @@ mod tests {
         let c = t.acquire("carol");
         assert_eq!(c, a, "the freed handle is reused");
         assert_eq!((t.get(b), t.get(c)), ("bob", "carol"));
+    }
+
+    #[test]
+    fn the_heap_of_long_ids_is_tallied_as_they_come_and_go() {
+        let mut t = CreatorTable::default();
+        let long = "a-creator-id-longer-than-the-inline-bytes";
+        let h = t.acquire(long);
+        t.acquire(long);
+        t.acquire("short");
+        assert!(t.heap >= long.len(), "{}", t.heap);
+        let held = t.memory_bytes();
+        t.release(h);
+        assert_eq!(t.memory_bytes(), held, "one reference is left");
+        t.release(h);
+        assert_eq!(t.heap, 0);
+        t.acquire(long);
+        t.rebuild_index();
+        assert!(t.heap >= long.len());
     }
 }

@@ -129,6 +129,9 @@ pub struct PartitionState {
     unsent_empty: Option<CandidateSet>,
     /// Reused by candidate selection: (score, slot of the video), at most `candidates_k`.
     scratch: Vec<(i64, u32)>,
+    /// Heap bytes of the tracked videos' ids (those too long to be inline), kept as videos
+    /// come and go so [`PartitionState::memory_bytes`] does not walk the slab.
+    id_heap_bytes: usize,
 }
 
 /// The partition's notion of time.
@@ -190,6 +193,7 @@ impl PartitionState {
             candidate_sets: Vec::new(),
             unsent_empty: None,
             scratch: Vec::new(),
+            id_heap_bytes: 0,
         })
     }
 
@@ -365,12 +369,11 @@ impl PartitionState {
     /// de-duplication sets and admission sketch.
     pub fn memory_bytes(&self) -> usize {
         let slab = self.videos.capacity() * mem::size_of::<Option<VideoState>>();
-        let heap: usize = self
-            .videos
-            .iter()
-            .flatten()
-            .map(VideoState::heap_bytes)
-            .sum();
+        debug_assert_eq!(
+            self.id_heap_bytes,
+            self.recount_id_heap_bytes(),
+            "the video ids' running heap tally"
+        );
         let index = self.index.capacity() * (mem::size_of::<u32>() + 1);
         let lists = (self.free.capacity()
             + self.velocity_watch.capacity()
@@ -383,12 +386,20 @@ impl PartitionState {
             .map_or(0, EngagementSketch::memory_bytes);
         mem::size_of::<Self>()
             + slab
-            + heap
+            + self.id_heap_bytes
             + index
             + lists
             + self.creators.memory_bytes()
             + self.dedup.memory_bytes()
             + sketch
+    }
+
+    fn recount_id_heap_bytes(&self) -> usize {
+        self.videos
+            .iter()
+            .flatten()
+            .map(VideoState::heap_bytes)
+            .sum()
     }
 
     /// Event ids currently remembered for de-duplication.
@@ -547,6 +558,7 @@ impl PartitionState {
         };
         if self.index.len() < self.max_videos {
             let fresh = fresh(&mut self.creators, &self.clock);
+            self.id_heap_bytes += fresh.heap_bytes();
             let idx = match self.free.pop() {
                 Some(i) => {
                     self.videos[i as usize] = Some(fresh);
@@ -585,7 +597,9 @@ impl PartitionState {
         }
         self.remove_video(idx);
         self.stats.evicted += 1;
-        self.videos[idx as usize] = Some(fresh(&mut self.creators, &self.clock));
+        let fresh = fresh(&mut self.creators, &self.clock);
+        self.id_heap_bytes += fresh.heap_bytes();
+        self.videos[idx as usize] = Some(fresh);
         self.insert_index(hash, idx);
         Some(idx)
     }
@@ -603,6 +617,7 @@ impl PartitionState {
     /// frees it).
     fn remove_video(&mut self, idx: u32) {
         if let Some(v) = self.videos[idx as usize].take() {
+            self.id_heap_bytes = self.id_heap_bytes.saturating_sub(v.heap_bytes());
             self.creators.release(v.creator);
             let hash = key_hash(&v.video_id);
             if let Ok(entry) = self.index.find_entry(hash, |&i| i == idx) {
@@ -1001,6 +1016,7 @@ impl PartitionState {
         state.sketch = snap.sketch;
         state.clock = snap.clock;
         state.stats = snap.stats;
+        state.id_heap_bytes = state.recount_id_heap_bytes();
         for idx in 0..state.videos.len() {
             if let Some(v) = &state.videos[idx] {
                 let hash = key_hash(&v.video_id);

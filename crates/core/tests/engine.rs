@@ -392,6 +392,64 @@ fn idle_videos_expire() {
     assert!(f.state.video_counts("bg").is_some());
 }
 
+/// The memory gauge follows videos whose ids live on the heap (longer than the inline 24
+/// bytes) as they are admitted, evicted, expire and are restored, without walking the
+/// state (the running tallies are also checked against a full count in every debug build):
+/// the same stream with short ids differs by the long ids' bytes while they are tracked and
+/// by nothing once they are gone.
+#[test]
+fn the_memory_of_long_ids_is_counted_while_they_are_tracked_and_released_after() {
+    let mut config = EngineConfig::default();
+    config.capacity.max_videos = 40;
+    let run = |long_ids: bool| {
+        let mut f = Feed::with(config.clone());
+        f.steady("bg", EventKind::View, 10, T0, T0 + 5 * 60_000);
+        let pad = if long_ids {
+            "-with-an-id-past-the-inline-bytes"
+        } else {
+            ""
+        };
+        let mut n = 0u64;
+        // 60 videos through a cap of 40: the last ones are admitted by evicting others.
+        for i in 0..60 {
+            let (video, creator) = (format!("v{i:02}{pad}"), format!("k{}{pad}", i % 7));
+            for _ in 0..(1 + i % 3) {
+                n += 1;
+                f.state.apply(
+                    &EventRef {
+                        event_id: &format!("long{n}"),
+                        video_id: &video,
+                        creator_id: &creator,
+                        kind: EventKind::Like,
+                        event_time: T0 + 5 * 60_000 + n as i64,
+                    },
+                    &mut f.alerts,
+                );
+            }
+        }
+        assert!(f.state.stats().evicted > 0, "{:?}", f.state.stats());
+        let tracked = f.state.memory_bytes();
+        let restored = PartitionState::from_bytes(config.clone(), &f.state.to_bytes())
+            .unwrap()
+            .memory_bytes();
+        // Two hours on, only the background video is left.
+        f.steady(
+            "bg",
+            EventKind::View,
+            10,
+            T0 + 6 * 60_000,
+            T0 + 150 * 60_000,
+        );
+        assert_eq!(f.state.tracked_videos(), 1);
+        (tracked, restored, f.state.memory_bytes())
+    };
+    let (long, short) = (run(true), run(false));
+    let heap = 40 * "v00-with-an-id-past-the-inline-bytes".len();
+    assert!(long.0 >= short.0 + heap, "tracked: {long:?} vs {short:?}");
+    assert!(long.1 >= short.1 + heap, "restored: {long:?} vs {short:?}");
+    assert_eq!(long.2, short.2, "after: {long:?} vs {short:?}");
+}
+
 #[test]
 fn a_slow_burn_is_caught_by_the_cusum_before_any_window_clears_the_scan() {
     let mut f = Feed::new();

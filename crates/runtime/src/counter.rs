@@ -141,7 +141,12 @@ pub fn run(
     let mut since_clock = 0u32;
     let mut last_metadata: Option<Instant> = None;
     let mut outcome = Ok(());
-    while !shutdown.is_cancelled() {
+    loop {
+        // Asked with the clock, every few hundred records or after an empty poll: asked
+        // at every record it was 1 % of the loop's samples in a profile.
+        if since_clock == 0 && shutdown.is_cancelled() {
+            break;
+        }
         if !inbox.is_empty() {
             let hw = consumer.context().high_watermarks();
             let worker = consumer.context().worker();
