@@ -399,8 +399,27 @@ impl Scenario {
         self.start_service("rank", label, &[])
     }
 
+    /// Starts a ranker whose listener takes `metrics` (`host:port`), the address of one
+    /// stopped before: a restart as its clients see it.
+    pub fn start_ranker_at(&self, label: &str, metrics: &str) -> CounterProcess {
+        let port = metrics
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or_else(|| panic!("{metrics}: not host:port"));
+        self.start_service_on("rank", label, &[], port)
+    }
+
     fn start_service(&self, subcommand: &str, label: &str, env: &[(&str, &str)]) -> CounterProcess {
-        let port = free_port();
+        self.start_service_on(subcommand, label, env, free_port())
+    }
+
+    fn start_service_on(
+        &self,
+        subcommand: &str,
+        label: &str,
+        env: &[(&str, &str)],
+        port: u16,
+    ) -> CounterProcess {
         let log = self.dir.path().join(format!("{label}.log"));
         let child = Command::new(trendwatch_bin())
             .args([subcommand, "--config"])

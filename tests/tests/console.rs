@@ -4,7 +4,8 @@
 //! console must show the board (with sparklines, which the ranker proxies from the
 //! counters), the alert the replay of the same records predicts, and that video's chart
 //! with its bars and alert mark; then, the rest of the episode published, the ENDED mark.
-//! A second test screenshots a backtest report's chart.
+//! A second test restarts the ranker under an open console (`tests/browser/resync.js`): the
+//! page must resynchronise. A third screenshots a backtest report's chart.
 //!
 //! Screenshots go to a temporary directory, or to `docs/img/` (the README shows them) when
 //! `TRENDWATCH_SCREENSHOTS=1`.
@@ -294,6 +295,106 @@ fn the_console_shows_the_board_an_alert_and_the_videos_chart() {
     ranker.stop();
     a.stop();
     b.stop();
+}
+
+/// A person keeps the console open while the ranker restarts: the browser reconnects its
+/// stream with the last event's id, the new ranker cannot resume another run's stream and
+/// says `resync`, and the page reloads the board over REST and is live again. Fails if the
+/// page ignores `resync` (it would keep the old run's board until the next window closes,
+/// and ask for no board at all).
+#[test]
+fn the_console_reloads_the_board_when_the_ranker_restarts_under_it() {
+    let _one_at_a_time = serial();
+    let partitions = 2;
+    let s = Scenario::new("console-resync", partitions);
+    let events = workload(12, 40_000);
+    let (early, late) = events.split_at(events.len() / 2);
+    let counter = s.start_counter("counter");
+    let ranker = s.start_ranker("ranker");
+    let first = encode(early);
+    s.publish_raw(&first, None);
+    s.wait_committed(&partition_ends(&first, partitions), DONE);
+    let addr = ranker.metrics.clone();
+    wait_until(&ranker, "no board on the ranker", || {
+        get(&addr, "/v1/leaderboard").0 == 200
+    });
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (ready, streamed, go) = (
+        tmp.path().join("ready"),
+        tmp.path().join("streamed"),
+        tmp.path().join("go"),
+    );
+    let url = format!("http://{addr}");
+    let page = Command::new(root().join("scripts/browser.sh"))
+        .arg("resync.js")
+        .args(["--url", &url, "--ready"])
+        .arg(&ready)
+        .arg("--streamed")
+        .arg(&streamed)
+        .arg("--go")
+        .arg(&go)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut page = Some(page);
+    let mut wait_for = |file: &Path, what: &str| {
+        let deadline = Instant::now() + DONE;
+        while !file.exists() {
+            let exited = page.as_mut().unwrap().try_wait().unwrap().is_some();
+            if exited || Instant::now() > deadline {
+                let out = page.take().unwrap().wait_with_output().unwrap();
+                panic!(
+                    "the page never {what}: {}\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(&ready, "showed the live board");
+    // More windows close: their boards reach the page over the stream, with ids.
+    s.publish_raw(&encode(late), None);
+    wait_for(&streamed, "got a board over the stream");
+
+    ranker.stop();
+    let ranker = s.start_ranker_at("ranker-again", &addr);
+    std::fs::write(&go, b"").unwrap();
+    let out = page.take().unwrap().wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "resync.js: no JSON line\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    eprintln!("console: {json}");
+    assert!(
+        out.status.success() && json["ok"] == true,
+        "resync.js failed: {json:#}\nranker: {}",
+        ranker.log_text()
+    );
+    assert!(
+        json["board_requests_after_restart"].as_u64().unwrap() >= 1,
+        "{json}"
+    );
+    assert!(json["after"]["rows"].as_u64().unwrap() >= 1, "{json}");
+    assert_eq!(json["after"]["status"], "live", "{json}");
+    // The new ranker told the page so: the page's stream came back with an id of the
+    // other run.
+    let resyncs = ranker.metrics().sum(
+        trendwatch_runtime::telemetry::API_SSE_RESUMES,
+        &[("outcome", "other_run")],
+    );
+    assert!(resyncs >= 1.0, "{resyncs}\n{}", ranker.log_text());
+    ranker.stop();
+    counter.stop();
 }
 
 #[test]
