@@ -46,6 +46,17 @@ fn browser(script: &str, args: &[&str]) -> Value {
         .args(args)
         .output()
         .unwrap();
+    let json = passed(script, &out, "");
+    eprintln!(
+        "console: {script} passed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    json
+}
+
+/// The last JSON line a browser script printed, asserted `ok` and its exit status a
+/// success; `context` is added to the failure message.
+fn passed(script: &str, out: &std::process::Output, context: &str) -> Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let json: Value = stdout
@@ -55,12 +66,8 @@ fn browser(script: &str, args: &[&str]) -> Value {
         .unwrap_or_else(|| panic!("{script}: no JSON line\nstdout: {stdout}\nstderr: {stderr}"));
     assert!(
         out.status.success() && json["ok"] == true,
-        "{script} failed ({}): {json:#}\nstderr: {stderr}",
+        "{script} failed ({}): {json:#}\nstderr: {stderr}{context}",
         out.status
-    );
-    eprintln!(
-        "console: {script} passed in {:.1} s",
-        started.elapsed().as_secs_f64()
     );
     json
 }
@@ -363,23 +370,12 @@ fn the_console_reloads_the_board_when_the_ranker_restarts_under_it() {
     let ranker = s.start_ranker_at("ranker-again", &addr);
     std::fs::write(&go, b"").unwrap();
     let out = page.take().unwrap().wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let json: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "resync.js: no JSON line\n{stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    eprintln!("console: {json}");
-    assert!(
-        out.status.success() && json["ok"] == true,
-        "resync.js failed: {json:#}\nranker: {}",
-        ranker.log_text()
+    let json = passed(
+        "resync.js",
+        &out,
+        &format!("\nranker: {}", ranker.log_text()),
     );
+    eprintln!("console: {json}");
     assert!(
         json["board_requests_after_restart"].as_u64().unwrap() >= 1,
         "{json}"
