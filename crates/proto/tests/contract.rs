@@ -226,6 +226,24 @@ fn each_rejection_has_its_reason() {
         reason(r#"{"event_id":"a","video_id":"v","event_time":1767571234567}"#),
         "unknown_kind"
     );
+    // The kind as its number, as an escaped name, and what is neither.
+    let kind = |k: &str| {
+        let line =
+            format!(r#"{{"event_id":"a","video_id":"v","kind":{k},"event_time":1767571234567}}"#);
+        let r = reason(&line);
+        let kind = decode_in(line.as_bytes(), Format::Json, &cfg)
+            .ok()
+            .and_then(|ev| ev.validate(NOW, &cfg).ok().map(|e| e.kind));
+        (r, kind)
+    };
+    assert_eq!(kind("2"), ("ok", Some(EventKind::Like)));
+    assert_eq!(kind(r#""\u004cIKE""#), ("ok", Some(EventKind::Like)));
+    assert_eq!(kind("null").0, "unknown_kind");
+    assert_eq!(kind("99").0, "unknown_kind");
+    assert_eq!(kind("-3").0, "unknown_kind");
+    assert_eq!(kind("18446744073709551615").0, "unknown_kind");
+    assert_eq!(kind("2.0").0, "undecodable");
+    assert_eq!(kind("[2]").0, "undecodable");
     assert_eq!(
         reason(r#"{"event_id":"a","video_id":"v","kind":"LIKE","event_time":5}"#),
         "time_before_min"
