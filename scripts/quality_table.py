@@ -162,6 +162,17 @@ def rows(runs):
     return out
 
 
+def beyond(r, which, target):
+    """What the physical limit says of a missed delay target: the oracle that fires at the
+    episode video's 4th like, and the blip-safe one at its 9th (like counts alone)."""
+    limit, safe = r[f"l_{which}"], r[f"s_{which}"]
+    if limit is None:
+        return ""
+    if limit > target:
+        return f" (beyond the physical limit: the 4-like oracle's {which} is {fmt_s(limit)})"
+    return f" (the 4-like oracle {fmt_s(limit)}, the blip-safe limit {fmt_s(safe)})"
+
+
 def misses(r):
     """Why a row misses the targets (empty: it meets them, or its scale is below 0.5)."""
     if r["scale"] < 0.5:
@@ -172,9 +183,9 @@ def misses(r):
     if r["recall"] is not None and r["recall"] < 0.95:
         why.append(f"recall {r['recall']:.3f} < 0.95")
     if r["median"] is None or r["median"] > 30:
-        why.append(f"median {fmt_s(r['median'])} > 30 s")
+        why.append(f"median {fmt_s(r['median'])} > 30 s" + beyond(r, "median", 30))
     if r["p90"] is None or r["p90"] > 90:
-        why.append(f"p90 {fmt_s(r['p90'])} > 90 s")
+        why.append(f"p90 {fmt_s(r['p90'])} > 90 s" + beyond(r, "p90", 90))
     at_least_as_good = (r["precision"] is None or r["b_precision"] is None or r["precision"] >= r["b_precision"]) and (
         r["recall"] is not None and r["b_recall"] is not None and r["recall"] >= r["b_recall"]
     )
@@ -228,6 +239,8 @@ def main(argv):
             print(f"{label}: " + "; ".join(why))
         checked = sum(1 for r in table if r["scale"] >= 0.5)
         print(f"{len(missed)} of {checked} rows at scale >= 0.5 miss the targets of issue 12")
+        out_of_reach = sum(1 for _, why in missed if all("beyond the physical limit" in w for w in why))
+        print(f"{out_of_reach} of them miss only delay targets that the 4-like oracle misses too")
         return 1 if missed else 0
     print("| " + " | ".join(HEADER) + " |")
     print("|" + "---|" * len(HEADER))

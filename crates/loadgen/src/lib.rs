@@ -82,6 +82,14 @@ pub struct LoadgenArgs {
     /// Zipf exponent of video popularity.
     #[arg(long, default_value_t = 1.0)]
     pub zipf: f64,
+    /// Fraction of background views that start a re-watch: the same viewer watches again
+    /// 1–6 times within the minute, so views come in clumps (likes do not).
+    #[arg(long, default_value_t = 0.0)]
+    pub rewatch_fraction: f64,
+    /// Popularity ranks LO:HI (0 the most popular, HI excluded) view bots pick their videos
+    /// from; 10:1000 puts them on videos that get likes of their own.
+    #[arg(long, default_value = "1000:50000")]
+    pub view_bot_ranks: String,
 }
 
 impl LoadgenArgs {
@@ -116,6 +124,21 @@ impl LoadgenArgs {
             self.scale.is_finite() && self.scale > 0.0 && self.scale <= 1_000.0,
             "--scale must be above 0 and at most 1000"
         );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.rewatch_fraction),
+            "--rewatch-fraction must be between 0 and 1"
+        );
+        let view_bot_ranks = self
+            .view_bot_ranks
+            .split_once(':')
+            .and_then(|(lo, hi)| Some((lo.trim().parse().ok()?, hi.trim().parse().ok()?)))
+            .filter(|(lo, hi): &(u64, u64)| lo < hi)
+            .with_context(|| {
+                format!(
+                    "--view-bot-ranks {:?}: want LO:HI with LO below HI, e.g. 1000:50000",
+                    self.view_bot_ranks
+                )
+            })?;
         let events = match self.rate {
             Some(r) => (r * duration_ms as f64 / 1_000.0) as u64,
             None => self.events,
@@ -134,6 +157,8 @@ impl LoadgenArgs {
             dup_fraction: self.dup_fraction,
             zipf: self.zipf,
             scale: self.scale,
+            rewatch_fraction: self.rewatch_fraction,
+            view_bot_ranks,
         })
     }
 }
@@ -225,4 +250,44 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<Summary> {
         bytes,
         elapsed: started.elapsed(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::LoadgenArgs;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: LoadgenArgs,
+    }
+
+    fn workload(flags: &[&str]) -> anyhow::Result<crate::Workload> {
+        let cli = Cli::try_parse_from(std::iter::once("loadgen").chain(flags.iter().copied()))?;
+        cli.args.workload()
+    }
+
+    #[test]
+    fn rewatches_and_bot_ranks_are_read_and_checked() {
+        let w = workload(&[]).unwrap();
+        assert_eq!(
+            (w.rewatch_fraction, w.view_bot_ranks),
+            (0.0, (1_000, 50_000))
+        );
+        let w = workload(&["--rewatch-fraction", "0.5", "--view-bot-ranks", "10:1000"]).unwrap();
+        assert_eq!((w.rewatch_fraction, w.view_bot_ranks), (0.5, (10, 1_000)));
+        for (flags, says) in [
+            (["--view-bot-ranks", "5:5"], "--view-bot-ranks \"5:5\""),
+            (["--view-bot-ranks", "10-1000"], "want LO:HI"),
+            (
+                ["--rewatch-fraction", "1.5"],
+                "--rewatch-fraction must be between 0 and 1",
+            ),
+        ] {
+            let err = workload(&flags).unwrap_err().to_string();
+            assert!(err.contains(says), "{flags:?}: {err}");
+        }
+    }
 }

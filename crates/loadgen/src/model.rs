@@ -40,9 +40,13 @@
 //!   the shape, so delays compare across shapes.
 //! - **Decoys**, none on an episode video: `popular_steady` (the most popular videos, whose
 //!   steady background is all they get), `view_bot_burst` (800–3 000 views a minute × scale
-//!   for 5–15 minutes, no likes, on a video of ranks 1 000–50 000), `cold_blip` (4–8 likes
+//!   for 5–15 minutes, no likes, on a video of ranks 1 000–50 000 unless
+//!   `view_bot_ranks` says otherwise), `cold_blip` (4–8 likes
 //!   within one minute on a video of the less popular half of the catalogue, at every
 //!   scale).
+//! - **Re-watches** (off unless `rewatch_fraction` is set): that fraction of background
+//!   views bring 1–6 more views of the video by the same viewer within the minute, so
+//!   views come in clumps, far more variable than a Poisson count (likes do not clump).
 //! - Episodes and decoys start after the first 20 minutes (engines learn baselines first)
 //!   and end before the run does.
 //! - **Delivery.** Events are written in arrival order, arrival = event time + delay. Most
@@ -93,6 +97,13 @@ pub struct Workload {
     /// Platform scale: multiplies every rate (background, episode peaks, view bots) but
     /// not the like blips.
     pub scale: f64,
+    /// Fraction of background views that start a re-watch: the same viewer watches the
+    /// video 1–6 more times within the minute, so a video's views come in clumps, more
+    /// variable than a Poisson count (as on real platforms; their likes do not clump).
+    pub rewatch_fraction: f64,
+    /// Popularity ranks (0 the most popular, end excluded) that view bots pick their
+    /// videos from: cold videos by default, whose likes are rare.
+    pub view_bot_ranks: (u64, u64),
 }
 
 impl Default for Workload {
@@ -111,6 +122,8 @@ impl Default for Workload {
             dup_fraction: 0.01,
             zipf: 1.0,
             scale: 1.0,
+            rewatch_fraction: 0.0,
+            view_bot_ranks: (1_000, 50_000),
         }
     }
 }
@@ -379,23 +392,29 @@ pub fn generate(
     let mut pending: Vec<Pending> = Vec::with_capacity(background as usize * 11 / 10);
     let mut seq = 0u64;
     let users = (videos * 10).max(1_000);
-    let mut emit =
-        |rng: &mut ChaCha8Rng, pending: &mut Vec<Pending>, v: u64, kind: EventKind, t: i64| {
-            seq += 1;
-            let user: u64 = rng.random_range(0..users);
-            pending.push(Pending {
-                arrival: 0,
-                seq,
-                record: EventRecord {
-                    event_id: format!("{:08x}-{seq:010}", w.seed as u32),
-                    video_id: video_id(v),
-                    creator_id: creator_id(v),
-                    user_id: Some(format!("u{user:08}")),
-                    kind,
-                    event_time: t,
-                },
-            });
-        };
+    // Returns the viewer it drew, for a re-watch by the same one.
+    let mut emit = |rng: &mut ChaCha8Rng,
+                    pending: &mut Vec<Pending>,
+                    v: u64,
+                    kind: EventKind,
+                    t: i64,
+                    viewer: Option<u64>| {
+        seq += 1;
+        let user: u64 = viewer.unwrap_or_else(|| rng.random_range(0..users));
+        pending.push(Pending {
+            arrival: 0,
+            seq,
+            record: EventRecord {
+                event_id: format!("{:08x}-{seq:010}", w.seed as u32),
+                video_id: video_id(v),
+                creator_id: creator_id(v),
+                user_id: Some(format!("u{user:08}")),
+                kind,
+                event_time: t,
+            },
+        });
+        user
+    };
 
     // Zipf normalisation, to know each video's normal rates (at this scale).
     let h: f64 = (1..=videos).map(|k| (k as f64).powf(-w.zipf)).sum();
@@ -417,7 +436,18 @@ pub fn generate(
                 .min(videos - 1);
             let at = t + rng.random_range(0..1_000);
             let kind = pick_kind(&mut rng, &mix(like_share(w.seed, v)));
-            emit(&mut rng, &mut pending, v, kind, at);
+            let viewer = emit(&mut rng, &mut pending, v, kind, at, None);
+            // Drawn only when re-watches are asked for, so without them every other draw
+            // (and the file) stays as it was.
+            if kind == EventKind::View
+                && w.rewatch_fraction > 0.0
+                && rng.random_bool(w.rewatch_fraction.min(1.0))
+            {
+                for _ in 0..rng.random_range(1..=6) {
+                    let again = at + rng.random_range(0..60_000);
+                    emit(&mut rng, &mut pending, v, kind, again, Some(viewer));
+                }
+            }
         }
         t += 1_000;
         progress(pending.len() as u64, background);
@@ -503,7 +533,7 @@ pub fn generate(
             ] {
                 for _ in 0..poisson(&mut rng, likes_per_s * per_like) {
                     let t = at(&mut rng);
-                    emit(&mut rng, &mut pending, v, kind, t);
+                    emit(&mut rng, &mut pending, v, kind, t, None);
                 }
             }
         }
@@ -532,14 +562,14 @@ pub fn generate(
         })
         .collect();
     for _ in 0..w.decoys_per_class {
-        let v = draw(&mut plan, 1_000, 50_000);
+        let v = draw(&mut plan, w.view_bot_ranks.0, w.view_bot_ranks.1);
         let len = plan.random_range(300_000..900_000);
         let start = window(&mut plan, len);
         let per_min: f64 = plan.random_range(800.0..3_000.0) * scale;
         let n = poisson(&mut rng, per_min * len as f64 / 60_000.0);
         for _ in 0..n {
             let t = start + rng.random_range(0..len);
-            emit(&mut rng, &mut pending, v, EventKind::View, t);
+            emit(&mut rng, &mut pending, v, EventKind::View, t, None);
         }
         decoys.push(Decoy {
             video_id: video_id(v),
@@ -555,7 +585,7 @@ pub fn generate(
         let n = plan.random_range(4..=8);
         for _ in 0..n {
             let t = start + rng.random_range(0..60_000);
-            emit(&mut rng, &mut pending, v, EventKind::Like, t);
+            emit(&mut rng, &mut pending, v, EventKind::Like, t, None);
         }
         decoys.push(Decoy {
             video_id: video_id(v),
@@ -1005,6 +1035,97 @@ mod tests {
                 );
                 assert!(start <= peak && peak < len);
             }
+        }
+    }
+
+    /// Per (video, minute) counts of one kind over the background part of the run: their
+    /// variance over their mean (1 for a Poisson count), over videos busy enough to tell.
+    fn dispersion(events: &[EventRecord], kind: EventKind, w: &Workload) -> f64 {
+        let mut counts: std::collections::HashMap<&str, Vec<f64>> = Default::default();
+        let minutes = (QUIET_START_MS / 60_000) as usize;
+        for e in events.iter().filter(|e| e.kind == kind) {
+            let m = ((e.event_time - w.start_ms) / 60_000) as usize;
+            if m < minutes {
+                counts
+                    .entry(&e.video_id)
+                    .or_insert_with(|| vec![0.0; minutes])[m] += 1.0;
+            }
+        }
+        let ratios: Vec<f64> = counts
+            .values()
+            .filter(|c| c.iter().sum::<f64>() >= minutes as f64)
+            .map(|c| {
+                let mean = c.iter().sum::<f64>() / c.len() as f64;
+                let var = c.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (c.len() - 1) as f64;
+                var / mean
+            })
+            .collect();
+        assert!(ratios.len() >= 3, "{} busy videos", ratios.len());
+        ratios.iter().sum::<f64>() / ratios.len() as f64
+    }
+
+    #[test]
+    fn rewatches_clump_a_videos_views_by_the_same_viewer_and_leave_its_likes_alone() {
+        let plain = small(8);
+        let clumped = Workload {
+            rewatch_fraction: 0.5,
+            ..small(8)
+        };
+        let (a, _) = generate(&plain, |_, _| {});
+        let (b, _) = generate(&clumped, |_, _| {});
+        let (va, vb) = (
+            dispersion(&a, EventKind::View, &plain),
+            dispersion(&b, EventKind::View, &clumped),
+        );
+        assert!(va < 1.3, "views without re-watches: variance/mean {va}");
+        assert!(vb > 2.0, "views with re-watches: variance/mean {vb}");
+        let lb = dispersion(&b, EventKind::Like, &clumped);
+        assert!(lb < 1.3, "likes with re-watches: variance/mean {lb}");
+        // A re-watch is the same viewer's, within the minute: background views (before
+        // any episode or decoy) whose viewer watched the video in the minute before.
+        let repeats = |events: &[EventRecord]| {
+            let quiet = plain.start_ms + QUIET_START_MS;
+            let mut views: Vec<_> = events
+                .iter()
+                .filter(|e| e.kind == EventKind::View && e.event_time < quiet)
+                .collect();
+            views.sort_by_key(|e| (&e.video_id, &e.user_id, e.event_time));
+            let again = views
+                .windows(2)
+                .filter(|p| {
+                    (&p[0].video_id, &p[0].user_id) == (&p[1].video_id, &p[1].user_id)
+                        && p[1].event_time - p[0].event_time <= 60_000
+                })
+                .count();
+            again as f64 / views.len() as f64
+        };
+        let (ra, rb) = (repeats(&a), repeats(&b));
+        assert!(
+            ra < 0.02 && rb > 0.4,
+            "re-watched views: {ra} without, {rb} with"
+        );
+    }
+
+    #[test]
+    fn view_bots_pick_their_videos_from_the_ranks_asked() {
+        for ranks in [(10, 100), (1_000, 1_500)] {
+            let w = Workload {
+                view_bot_ranks: ranks,
+                decoys_per_class: 8,
+                ..small(9)
+            };
+            let (_, truth) = generate(&w, |_, _| {});
+            let bots: Vec<u64> = truth
+                .decoys
+                .iter()
+                .filter(|d| d.class == DecoyClass::ViewBotBurst)
+                .map(|d| d.video_id[1..].parse().unwrap())
+                .collect();
+            assert_eq!(bots.len(), 8);
+            assert!(
+                bots.iter().all(|r| (ranks.0..ranks.1).contains(r)),
+                "{ranks:?}: {bots:?}"
+            );
         }
     }
 }

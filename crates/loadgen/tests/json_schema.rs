@@ -70,6 +70,8 @@ fn generated_events(dir: &Path) -> PathBuf {
         late_fraction: 0.0025,
         dup_fraction: 0.01,
         zipf: 1.0,
+        rewatch_fraction: 0.0,
+        view_bot_ranks: "1000:50000".into(),
     };
     trendwatch_loadgen::run(&args).unwrap();
     out
