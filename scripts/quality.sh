@@ -6,7 +6,7 @@
 #     0.25% 40 s–5 min late, 1% duplicates) — for seeds 1, 2, 3 at scales 0.25, 0.5, 1, 2, 4
 #     (3 000 000 background events at scale 1: see docs/QUALITY.md for why), and
 #   - the default loadgen workload (100 000 videos, 2 h, 50 episodes) for seeds 1, 2, 3;
-#   - "rewatch": the independent-like workload at scale 1, seeds 1, 2, 3, with views in
+#   - "rewatch": the independent-like workload at scales 1 and 2, seeds 1, 2, 3, with views in
 #     clumps (--rewatch-fraction 0.5) and view bots on liked videos (--view-bot-ranks
 #     10:1000): what a detector that trusts views as Poisson counts fails on.
 # Writes one JSON line per run to docs/quality/matrix.jsonl and the table to stdout and
@@ -58,8 +58,10 @@ done
 # What real traffic has and the families above do not: views in clumps (half the views
 # bring 1-6 re-watches by the same viewer within the minute, so a video's views vary far
 # more than a Poisson count) and view bots on videos that get likes of their own.
-for seed in $seeds; do
-  run "rewatch-s$seed" rewatch "$seed" 1 "${independent[@]}" --rewatch-fraction 0.5 --view-bot-ranks 10:1000
+for scale in 1 2; do
+  for seed in $seeds; do
+    run "rewatch-x$scale-s$seed" rewatch "$seed" "$scale" "${independent[@]}" --rewatch-fraction 0.5 --view-bot-ranks 10:1000
+  done
 done
 echo "matrix: $(($(date +%s) - started)) s" >&2
 cp "$lines" "$docs/matrix.jsonl"
