@@ -59,7 +59,8 @@ done
 # What real traffic has and the families above do not: views in clumps (half the views
 # bring 1-6 re-watches by the same viewer within the minute, so a video's views vary far
 # more than a Poisson count) and view bots on videos that get likes of their own.
-for scale in ${REWATCH_SCALES:-"1 2"}; do
+rewatch_scales=${REWATCH_SCALES:-"1 2"}
+for scale in $rewatch_scales; do
   for seed in $seeds; do
     run "rewatch-x$scale-s$seed" rewatch "$seed" "$scale" "${independent[@]}" --rewatch-fraction 0.5 --view-bot-ranks 10:1000
   done

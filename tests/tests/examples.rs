@@ -27,7 +27,7 @@ const EVENTS: u64 = 120 * 5 + LIKES * 5;
 /// Of them, the target video's: its 120 views, the likes and their four views each.
 const VIDEO_EVENTS: u64 = 120 + LIKES * 5;
 /// How long the example consumer waits for its alert (it exits as soon as it has it): the
-/// counter has counted every event by then, and fires on the burst's third like.
+/// counter has counted every event by then, and fires on the burst's second like.
 const ALERT_TIMEOUT_S: u32 = 60;
 
 /// `scripts/examples.sh LANG PROGRAM ARGS...`, waited for.

@@ -129,6 +129,7 @@ mod tests {
                 creator_id: "c",
                 kind: EventKind::Like,
                 event_time: *t,
+                user_id: None,
             });
         }
         // Likes from the start: 2 000, 3 000, 7 000, 9 000, 20 000 (500 is before it).

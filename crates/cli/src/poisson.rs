@@ -187,6 +187,7 @@ mod tests {
             creator_id: "c",
             kind: EventKind::View,
             event_time: 0,
+            user_id: None,
         });
         model
     }
@@ -205,6 +206,7 @@ mod tests {
                     creator_id: "c",
                     kind: EventKind::Like,
                     event_time: m as i64 * MINUTE_MS + k * 100,
+                    user_id: None,
                 });
             }
         }
@@ -261,6 +263,7 @@ mod tests {
                 creator_id: "c",
                 kind: EventKind::Like,
                 event_time: k * 1_000,
+                user_id: None,
             });
         }
         assert!(model.alert_episodes().is_empty());
@@ -284,6 +287,7 @@ mod tests {
                 creator_id: "c",
                 kind: EventKind::Unlike,
                 event_time: k,
+                user_id: None,
             });
         }
         assert!(model.alert_episodes().is_empty());
@@ -302,6 +306,7 @@ mod tests {
                     creator_id: "c",
                     kind: EventKind::Like,
                     event_time: 5 * MINUTE_MS + k,
+                    user_id: None,
                 });
             }
         }
@@ -317,6 +322,7 @@ mod tests {
                     creator_id: "c",
                     kind: EventKind::Like,
                     event_time: 5 * MINUTE_MS + k,
+                    user_id: None,
                 });
             }
         }

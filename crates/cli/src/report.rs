@@ -1141,6 +1141,7 @@ mod tests {
             creator_id: "c",
             kind,
             event_time: at,
+            user_id: None,
         };
         s.observe(&ev("a", "v", EventKind::Like, 1_000_001));
         s.observe(&ev("a", "v", EventKind::Like, 1_000_001)); // re-delivery

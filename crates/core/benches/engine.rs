@@ -18,6 +18,7 @@ struct Owned {
     creator: String,
     kind: EventKind,
     t: i64,
+    user: String,
 }
 
 /// `n` events over `videos` Zipf(1.0)-popular videos, `per_ms` events per millisecond
@@ -25,6 +26,9 @@ struct Owned {
 fn stream_at(n: usize, videos: u64, per_ms: i64) -> Vec<Owned> {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let zipf = Zipf::new(videos as f64, 1.0).unwrap();
+    // Viewers from a stream of their own, so the videos and kinds are those of a stream
+    // without them.
+    let mut users = ChaCha8Rng::seed_from_u64(11);
     (0..n)
         .map(|i| {
             let v = zipf.sample(&mut rng) as u64;
@@ -41,6 +45,7 @@ fn stream_at(n: usize, videos: u64, per_ms: i64) -> Vec<Owned> {
                 creator: format!("c{:06}", v / 5),
                 kind,
                 t: T0 + (i as i64) / per_ms,
+                user: format!("u{:08}", users.random_range(0..10_000_000)),
             }
         })
         .collect()
@@ -61,6 +66,7 @@ fn feed(state: &mut PartitionState, events: &[Owned]) -> usize {
                 creator_id: &e.creator,
                 kind: e.kind,
                 event_time: e.t,
+                user_id: Some(&e.user),
             },
             &mut alerts,
         );
@@ -148,6 +154,7 @@ fn memory_per_video(_: &mut Criterion) {
             creator: format!("c{:06}", i / 5),
             kind: EventKind::Like,
             t: T0 + i as i64,
+            user: format!("u{i:08}"),
         })
         .collect();
     let before = rss_bytes();

@@ -126,16 +126,21 @@ pub struct VelocityConfig {
     /// minute: a video with little or no history is assumed to get this many, so a handful
     /// of likes on a cold video (a one-minute blip) is not evidence of virality.
     pub prior_likes_per_min: f64,
-    /// A like rise is **corroborated** when the video's views over its newest two trending
-    /// slots exceed what its baseline explains by at least this many per interaction of
-    /// those slots: likes come with the views that make them (one like per 8–50 views is
-    /// genuine engagement), a blip of likes alone or a view bot's burst alone does not.
-    /// 0 turns corroboration off.
+    /// A like rise is **corroborated** when the video's distinct viewers over its newest
+    /// two trending slots (events with the same `user_id` are one viewer; a view without
+    /// one is a viewer of its own) exceed what its baseline explains by at least this many
+    /// per interaction of those slots: likes come with the audience that makes them (one
+    /// like per 8–50 views is genuine engagement), a blip of likes alone does not. 0 turns
+    /// corroboration off.
     pub corroborating_views_per_like: f64,
-    /// A corroborated rise is tested at this many times the false-alarm budget (at most 1
-    /// false alert per video per day; both tests' thresholds loosen by its logarithm), so
-    /// it fires on fewer likes; an uncorroborated one at the budget itself. 1 turns the
-    /// relief off.
+    /// Extra views per interaction beyond which the views do not corroborate: a view
+    /// bot's burst on a video with a few likes of its own is not their audience.
+    pub implausible_views_per_like: f64,
+    /// `F`: a corroborated rise is tested at `F` times the false-alarm budget (both tests'
+    /// thresholds loosen by `ln F`), so it fires on fewer likes, and only when its viewers
+    /// are themselves a chance of at most `1 / F` at the video's baseline; a quiet video
+    /// is then corroborated at most that fraction of the time, so the pair keeps about the
+    /// budget. 1 turns the relief off.
     pub corroborated_budget_factor: f64,
     /// The prior of the scan for a corroborated rise, in net likes per minute: the prior
     /// above guards against blips, which a corroborated rise is not, so a cold video's
@@ -244,8 +249,9 @@ impl Default for VelocityConfig {
             scan_windows: Vec::new(),
             prior_likes_per_min: 1.0,
             corroborating_views_per_like: 4.0,
-            corroborated_budget_factor: 1000.0,
-            corroborated_prior_likes_per_min: 0.25,
+            implausible_views_per_like: 100.0,
+            corroborated_budget_factor: 100_000.0,
+            corroborated_prior_likes_per_min: 0.15,
             z_clear: 2.0,
             sigma_floor: 1.0,
             tiers: vec![5.0, 20.0, 100.0],
@@ -436,6 +442,14 @@ impl EngineConfig {
         if !(v.corroborating_views_per_like.is_finite() && v.corroborating_views_per_like >= 0.0) {
             errors.push(
                 "engine.velocity.corroborating_views_per_like: must be 0 (off) or positive"
+                    .to_string(),
+            );
+        }
+        if !(v.implausible_views_per_like.is_finite()
+            && v.implausible_views_per_like >= v.corroborating_views_per_like)
+        {
+            errors.push(
+                "engine.velocity.implausible_views_per_like: must be at least corroborating_views_per_like"
                     .to_string(),
             );
         }

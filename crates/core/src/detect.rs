@@ -18,12 +18,17 @@
 //!   is at least `e^h` buckets), and accumulates the evidence of a slow, sustained rise that
 //!   no short window shows. Each like adds at most `ln ρ`, so it needs `h / ln ρ` likes.
 //!
-//! A rise that comes with its views is **corroborated**: when the video's views over its
-//! newest two trending slots exceed its trending-score baseline (which is above the views
-//! it normally gets) by `corroborating_views_per_like` per interaction of those slots, both
-//! tests run at `corroborated_budget_factor` times the budget and the scan against the
-//! lower `corroborated_prior_likes_per_min`. A blip of likes alone or a view bot's views
-//! alone never are, so the looser level costs no protection against either.
+//! A rise that comes with its audience is **corroborated**: when the video's distinct
+//! viewers over its newest two trending slots (estimated from a 64-bit sketch per slot, so
+//! re-watches do not count) exceed its trending-score baseline (which is above the views
+//! it normally gets) by at least `corroborating_views_per_like` per interaction of those
+//! slots, its views exceed it by at most `implausible_views_per_like` per interaction (more
+//! is a view bot's burst, not the audience of the likes), and that many viewers are
+//! themselves a chance of at most 1 in `corroborated_budget_factor` (`F`) at the
+//! baseline, both tests run at `F` times the budget and the scan against the lower
+//! `corroborated_prior_likes_per_min`. A quiet video's views are that unusual at most a
+//! fraction `1/F` of the time, so the pair of tests keeps about the budget; a blip of likes
+//! alone, a view bot's views alone or views in clumps are not corroborated.
 //!
 //! Counts only grow while a bucket is open, so both tests are evaluated at each like on the
 //! open buckets (as if they closed now, with their full expected count): the alert fires the
@@ -46,7 +51,9 @@
 use crate::config::{COARSE_SLOTS, EngineConfig, FINE_SLOTS, LIKE_SLOTS, MAX_LONG_WINDOW};
 use crate::event::{Alert, AlertType, EventKind};
 use crate::hash::stable_id;
-use crate::video::{Baseline, CAPPED_SLOTS, EpisodeState, Phase, VideoState, capped_index};
+use crate::video::{
+    Baseline, CAPPED_SLOTS, EpisodeState, Phase, VideoState, ViewerSketch, capped_index,
+};
 
 /// Window geometry in milliseconds and in bucket/slot counts.
 #[derive(Clone, Debug)]
@@ -119,8 +126,12 @@ pub(crate) struct Detectors {
     /// one (the budget times `corroborated_budget_factor`).
     v_plain: Level,
     v_corroborated: Level,
-    /// Extra views per interaction that corroborate a like rise (0: never).
+    /// Extra distinct viewers per interaction that corroborate a like rise (0: never),
+    /// and extra views per interaction beyond which they do not.
     v_views_per_like: f64,
+    v_implausible_views_per_like: f64,
+    /// `ln (1 / F)`: how unlikely at the baseline the viewers must be.
+    v_ln_views_alpha: f64,
     /// Per scan window, the lesser of the two levels' least counts: the first check.
     v_scan_least: Vec<i64>,
     /// The most like slots a scan window spans (0 without long windows).
@@ -165,6 +176,10 @@ struct Level {
 #[derive(Clone, Copy, Debug)]
 struct Corroboration {
     views: i64,
+    /// Distinct viewers, estimated from the slots' sketches.
+    viewers: f64,
+    /// `ln P(viewers >= this many)` at the expectation (on the sketches' sample).
+    ln_tail: f64,
     /// Views the video's baseline explains over the same slots (its trending score per
     /// slot, which counts every view it normally gets and more).
     expected: f64,
@@ -236,6 +251,8 @@ struct Reading {
 /// The count at which the winsorized velocity baseline stops learning, in standard
 /// deviations above its mean: an anomaly is learned slowly.
 const WINSOR_Z: f64 = 6.0;
+/// The views a trending slot of a video is expected to get at least, history or not.
+const MIN_VIEWS_PER_SLOT: f64 = 1.0;
 /// `ln k!` is tabulated below this; Stirling's series beyond (error below 1e-12).
 const LN_FACTORIAL_TABLE: usize = 256;
 
@@ -296,8 +313,12 @@ impl Detectors {
             cusum_h: (2.0 * buckets_per_day / budget).ln(),
         };
         let v_plain = level(budget, window_of(v.prior_likes_per_min));
+        // The looser level is only ever used a fraction 1/F of a quiet video's time, so it
+        // may exceed one false alert a day on its own; it stays below one per bucket (a
+        // probability per test, and a CUSUM threshold above ln 2).
+        let factor = v.corroborated_budget_factor.max(1.0);
         let v_corroborated = level(
-            (budget * v.corroborated_budget_factor.max(1.0)).min(1.0),
+            (budget * factor).min(buckets_per_day),
             window_of(v.corroborated_prior_likes_per_min),
         );
         let rho = v.tiers.first().copied().unwrap_or(2.0).max(1.0 + 1e-9);
@@ -308,6 +329,8 @@ impl Detectors {
             v_plain,
             v_corroborated,
             v_views_per_like: v.corroborating_views_per_like,
+            v_implausible_views_per_like: v.implausible_views_per_like,
+            v_ln_views_alpha: -factor.ln(),
             v_scan_least: Vec::new(),
             v_long_slots,
             v_ln_rho: rho.ln(),
@@ -668,38 +691,69 @@ impl Detectors {
         })
     }
 
-    /// Whether the video's views corroborate a like rise at bucket `now`: over the newest
-    /// two trending slots (the one of `now` and the one before, as far as the video's
-    /// tallies hold them), its views exceed what its baseline explains by at least
-    /// `corroborating_views_per_like` per interaction of those slots. The expectation is
-    /// the video's trending-score baseline over two slots (views and weighted interactions:
-    /// more than every view it normally gets), the open slot counted in full: both err
-    /// towards "not corroborated".
+    /// Whether the video's audience corroborates a like rise at bucket `now`, over the
+    /// newest two trending slots (the one of `now` and the one before, as far as the
+    /// video's tallies hold them): its distinct viewers exceed what its baseline explains
+    /// by at least `corroborating_views_per_like` per interaction of those slots, its
+    /// views by at most `implausible_views_per_like` per interaction, and that many viewers
+    /// are a chance of at most `1 / F` at the baseline. The expectation is the video's
+    /// trending-score baseline over two slots (views and weighted interactions: more than
+    /// every view it normally gets), the open slot counted in full: both err towards "not
+    /// corroborated".
     fn corroboration(&self, v: &VideoState, now: i64, g: &Geometry) -> Option<Corroboration> {
         if self.v_views_per_like <= 0.0 {
             return None;
         }
         let now_slot = now.div_euclid(g.slot_buckets);
         let head_slot = v.head().div_euclid(g.slot_buckets);
+        let slots = (now_slot - 1..=now_slot)
+            .filter(|&s| s <= head_slot && s > head_slot - CAPPED_SLOTS as i64)
+            .map(capped_index);
         let (mut views, mut interactions) = (0i64, 0i64);
-        for s in now_slot - 1..=now_slot {
-            if s <= head_slot && s > head_slot - CAPPED_SLOTS as i64 {
-                views += i64::from(v.slot_views[capped_index(s)]);
-                interactions += i64::from(v.slot_interactions[capped_index(s)]);
-            }
+        for i in slots.clone() {
+            views += i64::from(v.slot_views[i]);
+            interactions += i64::from(v.slot_interactions[i]);
+        }
+        if interactions <= 0 {
+            return None;
         }
         // The score counts each like 10 times and shares and comments more: a score
         // baseline exceeds the views the video normally gets by far more than a daily
-        // rhythm can lift them above a 3-hour EWMA (about 30% of the mean at ±40%).
-        let expected = 2.0 * v.trending_baseline.mean() / g.trending_slots.max(1) as f64;
-        let extra = views as f64 - expected;
-        (interactions > 0 && extra >= self.v_views_per_like * interactions as f64).then_some(
-            Corroboration {
-                views,
-                expected,
-                interactions,
-            },
-        )
+        // rhythm can lift them above a 3-hour EWMA (about 30% of the mean at ±40%). A
+        // video without history is expected to get a view a slot, so the tail is finite.
+        let expected = (2.0 * v.trending_baseline.mean() / g.trending_slots.max(1) as f64)
+            .max(2.0 * MIN_VIEWS_PER_SLOT);
+        let per_interaction = interactions as f64;
+        let least = self.v_views_per_like * per_interaction;
+        // Viewers are never more than views: most likes end at the first check, before any
+        // sketch is read.
+        let extra_views = views as f64 - expected;
+        if extra_views < least || extra_views > self.v_implausible_views_per_like * per_interaction
+        {
+            return None;
+        }
+        let (mut viewers, mut level) = (0.0f64, 0u8);
+        for i in slots {
+            // Never more viewers than views (the estimate's error can say so).
+            let l = v.slot_viewer_level[i];
+            let estimate = ViewerSketch::sampled(v.slot_viewers[i]) * f64::from(l).exp2();
+            viewers += estimate.min(f64::from(v.slot_views[i]));
+            level = level.max(l);
+        }
+        if viewers - expected < least {
+            return None;
+        }
+        // The tail on the coarsest sample of the two slots: the sampled viewers of a
+        // Poisson audience are Poisson too.
+        let p = (-f64::from(level)).exp2();
+        let ln_tail = self.ln_poisson_tail((viewers * p).floor() as i64, expected * p);
+        (ln_tail <= self.v_ln_views_alpha).then_some(Corroboration {
+            views,
+            viewers,
+            ln_tail,
+            expected,
+            interactions,
+        })
     }
 
     /// Tests `v` at a like counted while the partition's newest event is in bucket `now`
@@ -838,12 +892,14 @@ impl Detectors {
         }
         if let Some(k) = e.corroboration {
             why.push_str(&format!(
-                "; corroborated by its views: {} in the last {} against {:.0} its baseline explains, at least {} more per like, share or comment ({}), so tested at {} times the budget of {} and against a prior of {:.2} likes/min",
+                "; corroborated by its audience: about {:.0} distinct viewers ({} views) in the last {} against {:.0} its baseline explains, at least {} more per like, share or comment ({}) and a chance of 1 in {}, so tested at {} times the budget of {} (a quiet video's audience is that unusual at most that rarely) and against a prior of {:.2} likes/min",
+                k.viewers,
                 k.views,
                 span(2 * g.slot_ms),
                 k.expected,
                 self.v_views_per_like,
                 k.interactions,
+                one_in(k.ln_tail),
                 thresholds.budget / self.v_plain.budget,
                 self.v_plain.budget,
                 thresholds.prior * 60_000.0 / (g.velocity_buckets * g.bucket_ms) as f64,

@@ -52,7 +52,7 @@ impl EventKind {
 }
 
 /// A validated event, borrowing its ids from the caller's buffer so the hot path does not
-/// allocate. `user_id` is deliberately absent: the engine never needs it.
+/// allocate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EventRef<'a> {
     /// Unique per event; re-deliveries of the same id are dropped within the dedup horizon.
@@ -65,6 +65,11 @@ pub struct EventRef<'a> {
     pub kind: EventKind,
     /// Event time, milliseconds since the Unix epoch.
     pub event_time: i64,
+    /// Who engaged, if known. The engine keeps nothing of it but a bit of its hash in a
+    /// view's slot, to tell many viewers from a few watching again (see
+    /// `engine.velocity.corroborating_views_per_like`); without it each view counts as
+    /// another viewer.
+    pub user_id: Option<&'a str>,
 }
 
 /// The kind of decision an alert announces.

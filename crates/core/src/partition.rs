@@ -36,7 +36,10 @@ use crate::event::{Alert, EventKind, EventRef};
 use crate::hash::key_hash;
 use crate::rank::{Candidate, CandidateSet};
 use crate::sketch::EngagementSketch;
-use crate::video::{CAPPED_SLOTS, VideoState, bump, capped_index, coarse_index, fine_index};
+use crate::video::{
+    CAPPED_SLOTS, VideoState, ViewerSketch, bump, bump_likes, capped_index, coarse_index,
+    fine_index,
+};
 use crate::view::{BucketLikes, EpisodeView, TrendingView, VelocityView, VideoView};
 
 /// What happened to one applied event.
@@ -90,10 +93,11 @@ pub struct VideoCounts {
 }
 
 const SNAPSHOT_MAGIC: &[u8; 4] = b"TWPS";
-/// Version 3: each video's like slots for the long scan windows. Version 2 brought the
-/// sequential velocity tests (CUSUM state per video), view-capped trending tallies and a
-/// variance-free trending baseline. Older snapshots are refused.
-const SNAPSHOT_VERSION: u16 = 3;
+/// Version 4: each video's distinct-viewer sketches of its newest two trending slots (and
+/// fine buckets of 16 bits). Version 3 brought the like slots of the long scan windows,
+/// version 2 the sequential velocity tests (CUSUM state per video), view-capped trending
+/// tallies and a variance-free trending baseline. Older snapshots are refused.
+const SNAPSHOT_VERSION: u16 = 4;
 /// Victims sampled per admission decision once the cap is reached.
 const EVICTION_SAMPLES: usize = 8;
 
@@ -234,7 +238,8 @@ impl PartitionState {
             self.stats.late += 1;
             return Verdict::Late;
         }
-        if !self.dedup.insert(key_hash(event.event_id), t) {
+        let event_hash = key_hash(event.event_id);
+        if !self.dedup.insert(event_hash, t) {
             self.stats.duplicates += 1;
             return Verdict::Duplicate;
         }
@@ -249,7 +254,13 @@ impl PartitionState {
                 }
             },
         };
-        self.count(idx as usize, event.kind, bucket, out);
+        // A view's viewer, for the distinct-viewer sketch; an anonymous view is a viewer of
+        // its own (its event id is unique).
+        let viewer = match (event.kind, event.user_id) {
+            (EventKind::View, Some(user)) => key_hash(user),
+            _ => event_hash,
+        };
+        self.count(idx as usize, event.kind, viewer, bucket, out);
         self.stats.counted[event.kind.index()] += 1;
         Verdict::Counted
     }
@@ -638,7 +649,14 @@ impl PartitionState {
     /// Adds one counted event to its video's rings, tests the video at a like (an alert
     /// may fire at once, on still-open buckets), and watches the video if it must be scored
     /// at closes.
-    fn count(&mut self, idx: usize, kind: EventKind, bucket: u32, out: &mut Vec<Alert>) {
+    fn count(
+        &mut self,
+        idx: usize,
+        kind: EventKind,
+        viewer: u64,
+        bucket: u32,
+        out: &mut Vec<Alert>,
+    ) {
         let geo = &self.geo;
         let slot_buckets = geo.slot_buckets;
         let Some(v) = self.videos[idx].as_mut() else {
@@ -667,10 +685,10 @@ impl PartitionState {
                 bucket >= v.head() - crate::config::FINE_SLOTS as i64 + geo.velocity_buckets,
                 "a like counted into a folded like slot"
             );
-            bump(&mut v.likes[fine_index(bucket)], like_delta);
+            bump_likes(&mut v.likes[fine_index(bucket)], like_delta);
         }
         let slot = bucket.div_euclid(slot_buckets);
-        let weight = self.capped_weight(idx, kind, slot);
+        let weight = self.capped_weight(idx, kind, viewer, slot);
         let geo = &self.geo;
         let Some(v) = self.videos[idx].as_mut() else {
             return;
@@ -708,7 +726,7 @@ impl PartitionState {
     /// weight, with views counted only up to the slot's allowance
     /// (`views_per_interaction` per interaction), whatever order a slot's events come in.
     /// A slot older than the newest two keeps no tallies: its views score nothing.
-    fn capped_weight(&mut self, idx: usize, kind: EventKind, slot: i64) -> i32 {
+    fn capped_weight(&mut self, idx: usize, kind: EventKind, viewer: u64, slot: i64) -> i32 {
         let d = &self.detectors;
         let Some(v) = self.videos[idx].as_mut() else {
             return 0;
@@ -724,6 +742,7 @@ impl PartitionState {
                 }
                 let seen = v.slot_views[i];
                 v.slot_views[i] = seen.saturating_add(1);
+                ViewerSketch::note(&mut v.slot_viewers[i], v.slot_viewer_level[i], viewer);
                 let allowed = d.view_allowance(v.slot_interactions[i]);
                 if i64::from(seen) < allowed {
                     d.weight(kind)
@@ -975,7 +994,7 @@ impl PartitionState {
         let version = u16::from_le_bytes(*version);
         if version != SNAPSHOT_VERSION {
             let why = if version < SNAPSHOT_VERSION {
-                "it was written by an older trendwatch whose detectors kept other state (version 2 brought the sequential velocity tests and view-capped trending, version 3 the like counts of the long scan windows); start this partition from an empty state or keep the older release (docs/OPERATIONS.md, upgrades)"
+                "it was written by an older trendwatch whose detectors kept other state (version 2 brought the sequential velocity tests and view-capped trending, version 3 the like counts of the long scan windows, version 4 the distinct-viewer sketches); start this partition from an empty state or keep the older release (docs/OPERATIONS.md, upgrades)"
             } else {
                 "it was written by a newer trendwatch; roll forward again or start from an empty state"
             };

@@ -71,7 +71,7 @@ pub struct VelocityView {
     pub corroborated_expected: f64,
     /// The CUSUM's threshold for a rise its views corroborate.
     pub corroborated_cusum_threshold: f64,
-    /// Whether the video's views corroborate a like rise now (over its newest two trending
+    /// Whether the video's audience corroborates a like rise now (over its newest two trending
     /// slots): its likes are then tested against the corroborated level.
     pub corroborated: bool,
     /// Start of the bucket where the CUSUM's current run began (its change-point estimate),

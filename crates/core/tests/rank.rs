@@ -207,6 +207,7 @@ fn candidate_sets(streams: &[Vec<Ev>], k: usize) -> Vec<Vec<CandidateSet>> {
                         creator_id: "c",
                         kind: e.kind,
                         event_time: e.t,
+                        user_id: None,
                     },
                     &mut alerts,
                 );

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use trendwatch_core::{
-    Alert, AlertType, EngineConfig, EventKind, EventRef, PartitionState, Verdict,
+    Alert, AlertType, EngineConfig, EventKind, EventRef, PartitionState, Verdict, key_hash,
 };
 
 const T0: i64 = 1_767_571_200_000;
@@ -31,9 +31,11 @@ fn config() -> EngineConfig {
     c.windows.dedup_horizon = s(30);
     c.velocity.false_alarms_per_video_day = 0.05;
     // A corroborated rise is tested at ten times the budget: view-heavy videos (below)
-    // take the looser thresholds, the others the plain ones.
+    // take the looser thresholds when their viewers are many, the others the plain ones;
+    // more than eight extra views per interaction do not corroborate.
     c.velocity.corroborated_budget_factor = 10.0;
     c.velocity.corroborating_views_per_like = 2.0;
+    c.velocity.implausible_views_per_like = 8.0;
     c.velocity.corroborated_prior_likes_per_min = 0.5;
     c.velocity.prior_likes_per_min = 2.0;
     c.velocity.z_clear = 1.0;
@@ -60,6 +62,7 @@ struct Ev {
     video: String,
     kind: EventKind,
     t: i64,
+    user: Option<String>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -103,10 +106,42 @@ struct Slot {
     weight: i64,
 }
 
+/// Every viewer hash of each slot, for the distinct-viewer estimate (the engine keeps a
+/// sketch; the model keeps them all and builds the sketch when asked).
+#[derive(Clone, Default)]
+struct Viewers {
+    hashes: Vec<u64>,
+    /// The sampling level, fixed when the slot became the video's newest.
+    level: u32,
+}
+
+/// The level of a slot after one with `views` views: the smallest `l` with
+/// `views / 2^l <= 24`.
+fn level_after(views: i64) -> u32 {
+    (0..64).find(|&l| views >> l <= 24).unwrap_or(63)
+}
+
+/// Distinct viewers estimated the way the engine documents it: bit `h % 64` of each
+/// viewer kept at the level (top `level` bits of `h` zero), linear counting on the bits,
+/// scaled by `2^level`.
+fn estimated_viewers(v: &Viewers) -> f64 {
+    let mut bits = [false; 64];
+    for h in &v.hashes {
+        if v.level == 0 || h >> (64 - v.level) == 0 {
+            bits[(h % 64) as usize] = true;
+        }
+    }
+    let zeros = bits.iter().filter(|b| !**b).count().max(1) as f64;
+    -64.0 * (zeros / 64.0).ln() * 2f64.powi(v.level as i32)
+}
+
 struct RefVideo {
     id: String,
     likes: BTreeMap<i64, i64>,
     slots: BTreeMap<i64, Slot>,
+    viewers: BTreeMap<i64, Viewers>,
+    /// The newest slot the video has an event in.
+    head_slot: i64,
     events: u32,
     vb: Base,
     tb: Base,
@@ -263,6 +298,8 @@ impl Reference {
                     id: e.video.clone(),
                     likes: BTreeMap::new(),
                     slots: BTreeMap::new(),
+                    viewers: BTreeMap::new(),
+                    head_slot: e.t.div_euclid(self.s),
                     events: 0,
                     vb: Base::default(),
                     tb: Base::default(),
@@ -285,7 +322,23 @@ impl Reference {
         let v = &mut self.videos[pos];
         v.events += 1;
         *v.likes.entry(e.t.div_euclid(self.b)).or_default() += like;
-        let slot = v.slots.entry(e.t.div_euclid(self.s)).or_default();
+        let s = e.t.div_euclid(self.s);
+        // A slot that becomes the newest takes its sampling level from the views of the
+        // slot before, if that was the newest; the others had no event.
+        for opened in (v.head_slot + 1).max(s - 1)..=s {
+            let before = if opened - 1 == v.head_slot {
+                v.slots.get(&v.head_slot).map_or(0, |x| x.views)
+            } else {
+                0
+            };
+            v.viewers.entry(opened).or_default().level = level_after(before);
+        }
+        v.head_slot = v.head_slot.max(s);
+        if e.kind == EventKind::View && s > v.head_slot - 2 {
+            let viewer = key_hash(e.user.as_deref().unwrap_or(&e.id));
+            v.viewers.entry(s).or_default().hashes.push(viewer);
+        }
+        let slot = v.slots.entry(s).or_default();
         match e.kind {
             EventKind::View => slot.views += 1,
             EventKind::Unlike => {
@@ -321,23 +374,36 @@ impl Reference {
         let scan = cfg.effective_scan_windows(&self.c.windows);
         let windows = scan.len() as f64;
         let per_day = (86_400_000 / self.b) as f64;
-        // Corroboration: the views of the newest two slots against twice the video's
-        // trending-score baseline per slot, per interaction of those slots.
+        // Corroboration: the distinct viewers and views of the newest two slots the video
+        // keeps tallies for against twice the video's trending-score baseline per slot (at
+        // least a view a slot), per interaction of those slots, and the viewers' Poisson
+        // tail on the coarser slot's sample against 1 / F.
         let now_slot = self.max.div_euclid(self.s);
-        let (mut views, mut interactions) = (0i64, 0i64);
+        let (mut views, mut interactions, mut viewers, mut level) = (0i64, 0i64, 0.0f64, 0u32);
         for k in now_slot - 1..=now_slot {
-            if let Some(x) = v.slots.get(&k) {
-                views += x.views;
-                interactions += x.interactions;
+            if k > v.head_slot || k <= v.head_slot - 2 {
+                continue;
+            }
+            let slot = v.slots.get(&k).copied().unwrap_or_default();
+            views += slot.views;
+            interactions += slot.interactions;
+            if let Some(x) = v.viewers.get(&k) {
+                // No more viewers than views.
+                viewers += estimated_viewers(x).min(slot.views as f64);
+                level = level.max(x.level);
             }
         }
-        let expected_views = 2.0 * v.tb.mean.max(0.0) / self.m as f64;
+        let expected_views = (2.0 * v.tb.mean.max(0.0) / self.m as f64).max(2.0);
+        let p = 0.5f64.powi(level as i32);
         let corroborated = cfg.corroborating_views_per_like > 0.0
             && interactions > 0
+            && viewers - expected_views >= cfg.corroborating_views_per_like * interactions as f64
             && views as f64 - expected_views
-                >= cfg.corroborating_views_per_like * interactions as f64;
+                <= cfg.implausible_views_per_like * interactions as f64
+            && ln_tail((viewers * p).floor() as i64, expected_views * p)
+                <= -cfg.corroborated_budget_factor.ln();
         let budget = if corroborated {
-            (cfg.false_alarms_per_video_day * cfg.corroborated_budget_factor).min(1.0)
+            (cfg.false_alarms_per_video_day * cfg.corroborated_budget_factor).min(per_day)
         } else {
             cfg.false_alarms_per_video_day
         };
@@ -615,6 +681,13 @@ fn stream() -> impl Strategy<Value = Vec<Ev>> {
                             video: format!("v{vi}"),
                             kind,
                             t: T0 + t,
+                            // Views anonymous on a third of the videos, by four viewers
+                            // watching again and again on a third, by many on the rest.
+                            user: match vi % 3 {
+                                0 => None,
+                                1 => Some(format!("u{}", rnd >> 40 & 3)),
+                                _ => Some(format!("u{}", rnd >> 40 & 1023)),
+                            },
                         },
                     ));
                 };
@@ -687,6 +760,7 @@ fn run_engine(
                 creator_id: "c",
                 kind: e.kind,
                 event_time: e.t,
+                user_id: e.user.as_deref(),
             };
             verdicts.push(state.apply(&r, &mut alerts));
         }
@@ -714,7 +788,7 @@ proptest! {
         let mut live = PartitionState::new(config()).unwrap();
         let mut sink = Vec::new();
         for e in &evs {
-            live.apply(&EventRef { event_id: &e.id, video_id: &e.video, creator_id: "c", kind: e.kind, event_time: e.t }, &mut sink);
+            live.apply(&EventRef { event_id: &e.id, video_id: &e.video, creator_id: "c", kind: e.kind, event_time: e.t, user_id: e.user.as_deref() }, &mut sink);
         }
         for v in &model.videos {
             let counts = live.video_counts(&v.id).unwrap();
@@ -753,7 +827,7 @@ proptest! {
         let mut state = PartitionState::new(config()).unwrap();
         let mut alerts = Vec::new();
         let apply = |state: &mut PartitionState, alerts: &mut Vec<Alert>, e: &Ev| {
-            state.apply(&EventRef { event_id: &e.id, video_id: &e.video, creator_id: "c", kind: e.kind, event_time: e.t }, alerts)
+            state.apply(&EventRef { event_id: &e.id, video_id: &e.video, creator_id: "c", kind: e.kind, event_time: e.t, user_id: e.user.as_deref() }, alerts)
         };
         for e in &evs[..cut] {
             apply(&mut state, &mut alerts, e);

@@ -39,6 +39,7 @@ impl EventRecord {
             creator_id: &self.creator_id,
             kind: self.kind,
             event_time: self.event_time,
+            user_id: self.user_id.as_deref(),
         }
     }
 

@@ -128,6 +128,7 @@ impl DecodedEvent<'_> {
             creator_id: &self.creator_id,
             kind,
             event_time: self.event_time,
+            user_id: self.user_id.as_deref(),
         })
     }
 }

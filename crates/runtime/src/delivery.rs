@@ -601,6 +601,7 @@ mod tests {
                     creator_id: "c",
                     kind: EventKind::Like,
                     event_time: 1_767_571_200_000 + i as i64,
+                    user_id: None,
                 },
                 &mut out,
             );

@@ -157,6 +157,7 @@ fn run(seed: u64, overlapping: bool) -> Outcome {
                         creator_id: "c",
                         kind: EventKind::View,
                         event_time: t,
+                        user_id: None,
                     },
                     &mut alerts,
                 );
