@@ -40,12 +40,14 @@ static SNAPSHOT: LazyLock<(Vec<u8>, usize)> = LazyLock::new(|| {
     for i in 0..600_i64 {
         let event_id = format!("e{i}");
         let creator_id = format!("c{}", i % 2);
+        let user_id = format!("u{}", i % 7);
         let event = EventRef {
             event_id: &event_id,
             video_id: ["v0", "v1", "v2"][(i % 3) as usize],
             creator_id: &creator_id,
             kind: EventKind::ALL[(i % 5) as usize],
             event_time: 1_767_571_200_000 + i * 1_000,
+            user_id: Some(&user_id),
         };
         state.apply(&event, &mut alerts);
     }
