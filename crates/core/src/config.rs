@@ -128,7 +128,7 @@ pub struct VelocityConfig {
     pub prior_likes_per_min: f64,
     /// A like rise is **corroborated** when the video's distinct viewers over its newest
     /// two trending slots (events with the same `user_id` are one viewer; a view without
-    /// one is a viewer of its own) exceed what its baseline explains by at least this many
+    /// one, or with an empty one, is a viewer of its own) exceed what its baseline explains by at least this many
     /// per interaction of those slots: likes come with the audience that makes them (one
     /// like per 8–50 views is genuine engagement), a blip of likes alone does not. 0 turns
     /// corroboration off.

@@ -67,8 +67,8 @@ pub struct EventRef<'a> {
     pub event_time: i64,
     /// Who engaged, if known. The engine keeps nothing of it but a bit of its hash in a
     /// view's slot, to tell many viewers from a few watching again (see
-    /// `engine.velocity.corroborating_views_per_like`); without it each view counts as
-    /// another viewer.
+    /// `engine.velocity.corroborating_views_per_like`); without it (or with an empty one)
+    /// each view counts as another viewer.
     pub user_id: Option<&'a str>,
 }
 

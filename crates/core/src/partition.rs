@@ -254,10 +254,11 @@ impl PartitionState {
                 }
             },
         };
-        // A view's viewer, for the distinct-viewer sketch; an anonymous view is a viewer of
-        // its own (its event id is unique).
+        // A view's viewer, for the distinct-viewer sketch; an anonymous view (no user id, or
+        // an empty one, as producers that fill every field send) is a viewer of its own (its
+        // event id is unique).
         let viewer = match (event.kind, event.user_id) {
-            (EventKind::View, Some(user)) => key_hash(user),
+            (EventKind::View, Some(user)) if !user.is_empty() => key_hash(user),
             _ => event_hash,
         };
         self.count(idx as usize, event.kind, viewer, bucket, out);

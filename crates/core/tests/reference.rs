@@ -335,7 +335,8 @@ impl Reference {
         }
         v.head_slot = v.head_slot.max(s);
         if e.kind == EventKind::View && s > v.head_slot - 2 {
-            let viewer = key_hash(e.user.as_deref().unwrap_or(&e.id));
+            let user = e.user.as_deref().filter(|u| !u.is_empty());
+            let viewer = key_hash(user.unwrap_or(&e.id));
             v.viewers.entry(s).or_default().hashes.push(viewer);
         }
         let slot = v.slots.entry(s).or_default();
@@ -681,10 +682,12 @@ fn stream() -> impl Strategy<Value = Vec<Ev>> {
                             video: format!("v{vi}"),
                             kind,
                             t: T0 + t,
-                            // Views anonymous on a third of the videos, by four viewers
-                            // watching again and again on a third, by many on the rest.
+                            // Views anonymous on a third of the videos (no user id or an
+                            // empty one), by four viewers watching again and again on a
+                            // third, by many on the rest.
                             user: match vi % 3 {
-                                0 => None,
+                                0 if vi % 2 == 0 => None,
+                                0 => Some(String::new()),
                                 1 => Some(format!("u{}", rnd >> 40 & 3)),
                                 _ => Some(format!("u{}", rnd >> 40 & 1023)),
                             },
