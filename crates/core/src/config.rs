@@ -556,6 +556,23 @@ mod tests {
     }
 
     #[test]
+    fn a_bot_bound_below_the_corroborating_rate_is_refused() {
+        let mut c = EngineConfig::default();
+        c.velocity.implausible_views_per_like = 3.0;
+        let errors = c.validate().unwrap_err();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("engine.velocity.implausible_views_per_like")),
+            "{errors:#?}"
+        );
+        c.velocity.implausible_views_per_like = f64::NAN;
+        assert!(c.validate().is_err());
+        c.velocity.implausible_views_per_like = 4.0;
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
     fn windows_that_do_not_fit_the_ring_are_refused() {
         let mut c = EngineConfig::default();
         c.windows.velocity_window = Duration::from_secs(120);

@@ -482,6 +482,19 @@ mod tests {
         );
     }
 
+    /// A fine bucket holds 16 bits: beyond them it saturates, it never wraps into a
+    /// negative count.
+    #[test]
+    fn a_fine_bucket_saturates_instead_of_wrapping() {
+        let mut c = i16::MAX - 1;
+        for _ in 0..3 {
+            bump_likes(&mut c, 1);
+        }
+        assert_eq!(c, i16::MAX);
+        bump_likes(&mut c, -1);
+        assert_eq!(c, i16::MAX - 1);
+    }
+
     #[test]
     fn rings_forget_what_falls_out() {
         let mut v = VideoState::new("v", 0, 100, 0);

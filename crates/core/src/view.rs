@@ -63,13 +63,13 @@ pub struct VelocityView {
     pub tiers: Vec<f64>,
     /// The CUSUM statistic through the last closed bucket (0: no evidence of a rise).
     pub cusum: f64,
-    /// The CUSUM's threshold (without corroborating views, which lower it).
+    /// The CUSUM's threshold (without a corroborating audience, which lowers it).
     pub cusum_threshold: f64,
-    /// Net likes per window the scan expects of a rise its views corroborate (the baseline,
+    /// Net likes per window the scan expects of a rise its audience corroborates (the baseline,
     /// never below the lower corroborated prior): the level a corroborated alert's sentence
     /// names.
     pub corroborated_expected: f64,
-    /// The CUSUM's threshold for a rise its views corroborate.
+    /// The CUSUM's threshold for a rise its audience corroborates.
     pub corroborated_cusum_threshold: f64,
     /// Whether the video's audience corroborates a like rise now (over its newest two trending
     /// slots): its likes are then tested against the corroborated level.
